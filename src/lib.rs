@@ -1,1 +1,7 @@
+//! slurm-pod-scheduler: a Kubernetes pod scheduler that hands placement to Slurm.
+//!
+//! `translate` is the pure heart (pod to placeholder job, or the reasons it cannot be);
+//! `config` is the configuration file's schema; `explain` is the offline command that runs
+//! the translation on manifests.
 
+pub mod translate;
