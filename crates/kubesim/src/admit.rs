@@ -1,0 +1,187 @@
+//! What the server does to an object between the request body and the store, per
+//! resource: defaults on create, the fields an update may not touch, the status
+//! subresource split, event conversion, and unknown-field detection for
+//! `fieldValidation`.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::resource::Resource;
+use crate::{events, meta, pods};
+
+/// Turn a create body into the object to store (core form for events).
+pub fn prepare_create(resource: Resource, mut obj: Value, namespace: Option<&str>) -> ApiResult<Value> {
+    if resource == Resource::Events {
+        events::validate_events_v1(&obj)?;
+        let name = meta::name(&obj).to_string();
+        obj = events::to_core(&obj);
+        meta::metadata_mut(&mut obj).insert("name".into(), json!(name));
+    }
+    meta::drop_nulls(&mut obj);
+    meta::stamp_new(&mut obj, namespace);
+    obj["kind"] = json!(resource.kind());
+    obj["apiVersion"] = json!(if resource == Resource::Events { "v1" } else { resource.api_version() });
+    match resource {
+        Resource::Pods => {
+            pods::validate_new(&obj)?;
+            // Clients cannot create a pod with a status: the server starts it Pending.
+            obj["status"] = json!({});
+            pods::default_pod(&mut obj);
+        }
+        Resource::Namespaces => {
+            let name = meta::name(&obj).to_string();
+            let m = meta::metadata_mut(&mut obj);
+            let labels = m.entry("labels").or_insert_with(|| json!({}));
+            labels["kubernetes.io/metadata.name"] = json!(name);
+            obj["spec"] = json!({"finalizers": ["kubernetes"]});
+            obj["status"] = json!({"phase": "Active"});
+        }
+        Resource::CoreEvents | Resource::Events => events::default_core(&mut obj),
+        Resource::Nodes | Resource::Leases => {}
+    }
+    Ok(obj)
+}
+
+/// Merge an update of the main resource (or of `status`) into the stored object.
+/// `new` is in the addressed API's form.
+pub fn prepare_update(
+    resource: Resource,
+    status_only: bool,
+    mut new: Value,
+    old: &Value,
+) -> ApiResult<Value> {
+    if resource == Resource::Events {
+        events::validate_events_v1_update(&new, old)?;
+        let name = meta::name(&new).to_string();
+        new = events::to_core(&new);
+        meta::metadata_mut(&mut new).insert("name".into(), json!(name));
+    }
+    meta::drop_nulls(&mut new);
+    if status_only {
+        // The status subresource changes status and nothing else.
+        let mut merged = old.clone();
+        merged["status"] = new.get("status").cloned().unwrap_or_else(|| json!({}));
+        if let Some(m) = merged.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        return Ok(merged);
+    }
+    meta::keep_server_fields(&mut new, old);
+    new["kind"] = old["kind"].clone();
+    new["apiVersion"] = old["apiVersion"].clone();
+    if resource.has_status() {
+        // Status written through the main resource is ignored.
+        match old.get("status") {
+            Some(s) => new["status"] = s.clone(),
+            None => {
+                if let Some(m) = new.as_object_mut() {
+                    m.remove("status");
+                }
+            }
+        }
+    }
+    if resource == Resource::Pods {
+        pods::validate_update(&new, old)?;
+        // Defaults the client left out of a PUT come back, as the server re-defaults.
+        let mut spec_only = json!({"spec": new["spec"].take()});
+        pods::default_pod(&mut spec_only);
+        new["spec"] = spec_only["spec"].take();
+    }
+    pods::check_finalizers(resource.kind(), &new, old)?;
+    Ok(new)
+}
+
+/// Whether an update changed nothing but the resourceVersion it carried.
+pub fn unchanged(new: &Value, old: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        v
+    };
+    strip(new) == strip(old)
+}
+
+/// Fields of `input` the resource's schema does not know, as dotted paths.
+pub fn unknown_fields(resource: Resource, input: &Value) -> Vec<String> {
+    use k8s_openapi::api::{coordination, core, events as ev};
+    let known = match resource {
+        Resource::Pods => round_trip::<core::v1::Pod>(input),
+        Resource::Nodes => round_trip::<core::v1::Node>(input),
+        Resource::Namespaces => round_trip::<core::v1::Namespace>(input),
+        Resource::Leases => round_trip::<coordination::v1::Lease>(input),
+        Resource::CoreEvents => round_trip::<core::v1::Event>(input),
+        Resource::Events => round_trip::<ev::v1::Event>(input),
+    };
+    let Some(known) = known else { return Vec::new() };
+    let mut out = Vec::new();
+    missing_paths(input, &known, "", &mut out);
+    out
+}
+
+fn round_trip<T: DeserializeOwned + Serialize>(input: &Value) -> Option<Value> {
+    let typed: T = serde_json::from_value(input.clone()).ok()?;
+    serde_json::to_value(typed).ok()
+}
+
+fn missing_paths(input: &Value, known: &Value, path: &str, out: &mut Vec<String>) {
+    match (input, known) {
+        (Value::Object(i), Value::Object(k)) => {
+            for (key, value) in i {
+                let child = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                match k.get(key) {
+                    Some(kv) => missing_paths(value, kv, &child, out),
+                    None if !value.is_null() => out.push(child),
+                    None => {}
+                }
+            }
+        }
+        (Value::Array(i), Value::Array(k)) => {
+            for (n, (iv, kv)) in i.iter().zip(k).enumerate() {
+                missing_paths(iv, kv, &format!("{path}[{n}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Enforce `fieldValidation`: `Strict` refuses unknown fields (400); otherwise they are
+/// dropped and named in a `Warning` header.
+pub fn field_validation(
+    resource: Resource,
+    input: &Value,
+    mode: Option<&str>,
+) -> ApiResult<Vec<String>> {
+    let unknown = unknown_fields(resource, input);
+    if unknown.is_empty() || mode == Some("Ignore") {
+        return Ok(Vec::new());
+    }
+    let kind = resource.kind();
+    if mode == Some("Strict") {
+        let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+        let version = resource.api_version();
+        return Err(ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding \
+             error: {}",
+            list.join(", ")
+        )));
+    }
+    Ok(unknown.iter().map(|f| format!("299 - \"unknown field \\\"{f}\\\"\"")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_pod_fields_are_found() {
+        let pod = json!({"metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c", "image": "i", "bogus": 1}], "alsoBogus": true}});
+        let mut unknown = unknown_fields(Resource::Pods, &pod);
+        unknown.sort();
+        assert_eq!(unknown, vec!["spec.alsoBogus", "spec.containers[0].bogus"]);
+    }
+}
