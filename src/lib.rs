@@ -4,4 +4,5 @@
 //! `config` is the configuration file's schema; `explain` is the offline command that runs
 //! the translation on manifests.
 
+pub mod config;
 pub mod translate;
