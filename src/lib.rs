@@ -5,4 +5,10 @@
 //! the translation on manifests.
 
 pub mod config;
+pub mod explain;
+pub mod kube_io;
+pub mod leader;
+pub mod lifecycle;
+pub mod metrics;
+pub mod nodes;
 pub mod translate;

@@ -1,0 +1,2 @@
+pub mod fit;
+pub mod map;
