@@ -417,12 +417,24 @@ pub fn check_kill_wait(kill_wait: Duration, offset: Duration) -> Result<(), Stri
     Ok(())
 }
 
-/// Settings given as flags or environment variables; each wins over the file.
-#[derive(Debug, Clone, Default)]
+/// Settings given as flags or environment variables; each wins over the file. `run` and
+/// `explain` share these flags.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct TranslateOverrides {
+    /// Pods whose spec.schedulerName is this are ours [default: slurm-pod-scheduler]
+    #[arg(long, env = "SPS_SCHEDULER_NAME", value_name = "NAME")]
     pub scheduler_name: Option<String>,
+
+    /// Prefix of our annotation keys [default: sunk.coreweave.com/]
+    #[arg(long, env = "SPS_ANNOTATION_PREFIX", value_name = "PREFIX")]
     pub annotation_prefix: Option<String>,
+
+    /// Slurm's KillWait, e.g. 30s [default: 30s]
+    #[arg(long, env = "SPS_SLURM_KILL_WAIT", value_name = "DURATION", value_parser = parse_duration)]
     pub slurm_kill_wait: Option<Duration>,
+
+    /// Margin inside KillWait a pod must finish in [default: 5s]
+    #[arg(long, env = "SPS_TERMINATION_OFFSET", value_name = "DURATION", value_parser = parse_duration)]
     pub termination_offset: Option<Duration>,
 }
 

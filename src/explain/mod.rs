@@ -1,0 +1,198 @@
+//! `slurm-pod-scheduler explain`: reads manifests, applies the API server's defaults, and
+//! shows for every pod the Slurm job it would become or every reason it would be refused,
+//! exactly as the running scheduler would decide. This file owns the command's flags, its
+//! I/O and its exit status; the submodules are pure.
+
+pub mod defaults;
+pub mod manifest;
+pub mod render;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use thiserror::Error;
+
+use crate::config::{self, ConfigError, FileConfig, TranslateOverrides};
+use crate::translate::{self, TranslateContext};
+use render::{Outcome, Verdict};
+
+/// How `explain` prints its verdicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A readable block per pod.
+    Table,
+    /// One JSON document: {"pods": [...]}.
+    Json,
+}
+
+/// Flags of `explain`.
+#[derive(Debug, Clone, Args)]
+pub struct ExplainArgs {
+    /// Manifest to read (YAML or JSON, several documents allowed); `-` reads standard
+    /// input. Repeat the flag for several files.
+    #[arg(short = 'f', long = "filename", value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+
+    /// The scheduler's YAML configuration file (namespace policy, device map, defaults).
+    #[arg(long, env = "SPS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub settings: TranslateOverrides,
+}
+
+/// What `explain` concluded; the process exits with [`Status::code`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Every pod of ours is schedulable (or there is none).
+    Schedulable,
+    /// At least one pod of ours would be refused.
+    Rejected,
+}
+
+impl Status {
+    pub fn code(self) -> u8 {
+        match self {
+            Status::Schedulable => 0,
+            Status::Rejected => 2,
+        }
+    }
+}
+
+/// Why `explain` could not judge its input (exit status 1).
+#[derive(Debug, Error)]
+pub enum ExplainError {
+    /// A manifest file could not be read.
+    #[error("cannot read {file}: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A manifest is not valid YAML or not a valid object.
+    #[error("{file}:{line}: {message}")]
+    Manifest {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    /// The configuration file or a flag is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Runs the command: reads every file, prints the verdicts to `out` and notes to `notes`.
+pub fn run(
+    args: &ExplainArgs,
+    out: &mut dyn std::io::Write,
+    notes: &mut dyn std::io::Write,
+) -> Result<Status, ExplainError> {
+    let file_config = match &args.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let ctx = config::translate_context(&file_config, &args.settings)?;
+
+    let mut verdicts = Vec::new();
+    for path in &args.files {
+        let (name, text) = read_input(path)?;
+        let manifest = manifest::read(&text).map_err(|e| ExplainError::Manifest {
+            file: name.clone(),
+            line: e.line,
+            message: e.message,
+        })?;
+        for skipped in &manifest.skipped {
+            // A note, not an error: manifests often bundle Services and ConfigMaps.
+            let _ = writeln!(
+                notes,
+                "note: {name}:{}: skipped {} {:?}, which holds no pod",
+                skipped.line, skipped.kind, skipped.name
+            );
+        }
+        verdicts.extend(manifest.subjects.into_iter().map(|s| judge(s, &ctx)));
+    }
+
+    let text = match args.output {
+        OutputFormat::Table => render::table(&verdicts),
+        OutputFormat::Json => {
+            let mut json = serde_json::to_string_pretty(&render::json(&verdicts))
+                .expect("a serde_json::Value always serializes");
+            json.push('\n');
+            json
+        }
+    };
+    out.write_all(text.as_bytes())
+        .map_err(|source| ExplainError::Read {
+            file: "standard output".into(),
+            source,
+        })?;
+
+    Ok(if verdicts.iter().any(Verdict::is_rejected) {
+        Status::Rejected
+    } else {
+        Status::Schedulable
+    })
+}
+
+/// Decides one pod as the running scheduler would, after the API server's defaults.
+pub fn judge(subject: manifest::Subject, ctx: &TranslateContext) -> Verdict {
+    let mut pod = subject.pod;
+    defaults::apply(&mut pod);
+    let outcome = if translate::is_ours(&pod, ctx) {
+        Outcome::Translated(Box::new(translate::translate(&pod, ctx)))
+    } else {
+        let scheduler_name = pod.spec.and_then(|s| s.scheduler_name).unwrap_or_default();
+        Outcome::NotOurs {
+            scheduler_name,
+            ours: ctx.scheduler_name.clone(),
+        }
+    };
+    tracing::debug!(kind = %subject.kind, namespace = %subject.namespace, name = %subject.name, "judged");
+    Verdict {
+        kind: subject.kind,
+        namespace: subject.namespace,
+        name: subject.name,
+        outcome,
+    }
+}
+
+/// The text of a file, or of standard input for `-`, with the name errors use.
+fn read_input(path: &Path) -> Result<(String, String), ExplainError> {
+    if path == Path::new("-") {
+        let name = "<stdin>".to_string();
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|source| ExplainError::Read {
+                file: name.clone(),
+                source,
+            })?;
+        return utf8(name, bytes);
+    }
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| ExplainError::Read {
+        file: name.clone(),
+        source,
+    })?;
+    utf8(name, bytes)
+}
+
+fn utf8(name: String, bytes: Vec<u8>) -> Result<(String, String), ExplainError> {
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok((name, text)),
+        Err(e) => {
+            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+            Err(ExplainError::Manifest {
+                file: name,
+                line,
+                message: "not UTF-8 text: is this a manifest?".to_string(),
+            })
+        }
+    }
+}
