@@ -44,15 +44,17 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Parses `30s`, `500ms`, `1m30s`, `1.5s`, `2h`, `0`; for flags and the file alike.
+/// Parses `30s`, `500ms`, `1m30s`, `1.5s`, `2h`, and bare seconds (`30`); for flags and
+/// the file alike.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let err = || {
         format!(
             "{text:?} is not a duration: write a number and a unit, such as 30s, 500ms or 1m30s"
         )
     };
-    if text == "0" {
-        return Ok(Duration::ZERO);
+    // A bare number is seconds, as KillWait is written in slurm.conf.
+    if !text.is_empty() && text.len() <= 12 && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().map(Duration::from_secs).map_err(|_| err());
     }
     let mut rest = text;
     let mut total: u128 = 0;
@@ -100,6 +102,41 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_nanos(nanos))
 }
 
+/// A duration as written in the file: a number of seconds or a string such as `500ms`.
+/// Anything else is kept as text, so that the check names the key in its error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DurationText {
+    Seconds(u64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for DurationText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_yaml::Value::deserialize(deserializer)?;
+        Ok(match value {
+            serde_yaml::Value::Number(n) if n.as_u64().is_some() => {
+                DurationText::Seconds(n.as_u64().unwrap_or_default())
+            }
+            serde_yaml::Value::String(s) => DurationText::Text(s),
+            other => DurationText::Text(
+                serde_yaml::to_string(&other)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            ),
+        })
+    }
+}
+
+impl DurationText {
+    fn parse(&self) -> Result<Duration, String> {
+        match self {
+            DurationText::Seconds(s) => Ok(Duration::from_secs(*s)),
+            DurationText::Text(t) => parse_duration(t),
+        }
+    }
+}
+
 /// One entry of `allowed-uids` / `allowed-gids`: a number or a range such as `7000-7999`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
@@ -145,10 +182,10 @@ pub struct FileConfig {
     pub slurm_user: Option<String>,
     /// e.g. `v0.0.42`; absent means detected.
     pub slurm_api_version: Option<String>,
-    /// Durations are written as in Kubernetes: `30s`, `500ms`, `1m30s`.
-    pub slurm_kill_wait: Option<String>,
-    pub termination_offset: Option<String>,
-    pub poll_interval: Option<String>,
+    /// Durations are written as in Kubernetes (`30s`, `500ms`, `1m30s`) or as seconds.
+    pub slurm_kill_wait: Option<DurationText>,
+    pub termination_offset: Option<DurationText>,
+    pub poll_interval: Option<DurationText>,
     /// `identity`, `label=KEY` or `slurmd-pods=SELECTOR`.
     pub node_mapping: Option<String>,
     pub slurmd_namespace: Option<String>,
@@ -199,23 +236,19 @@ impl FileConfig {
 
     /// `slurm-kill-wait`, once checked.
     pub fn slurm_kill_wait(&self) -> Option<Duration> {
-        self.slurm_kill_wait
-            .as_deref()
-            .and_then(|d| parse_duration(d).ok())
+        self.slurm_kill_wait.as_ref().and_then(|d| d.parse().ok())
     }
 
     /// `termination-offset`, once checked.
     pub fn termination_offset(&self) -> Option<Duration> {
         self.termination_offset
-            .as_deref()
-            .and_then(|d| parse_duration(d).ok())
+            .as_ref()
+            .and_then(|d| d.parse().ok())
     }
 
     /// `poll-interval`, once checked.
     pub fn poll_interval(&self) -> Option<Duration> {
-        self.poll_interval
-            .as_deref()
-            .and_then(|d| parse_duration(d).ok())
+        self.poll_interval.as_ref().and_then(|d| d.parse().ok())
     }
 
     /// Checks what serde cannot: ranges, enumerations, cross-key rules.
@@ -227,7 +260,7 @@ impl FileConfig {
         ];
         for (key, value) in durations {
             if let Some(text) = value {
-                parse_duration(text).map_err(|m| invalid(key, m))?;
+                text.parse().map_err(|m| invalid(key, m))?;
             }
         }
         if let Some(prefix) = &self.annotation_prefix {
@@ -500,7 +533,7 @@ mod tests {
             ("0s", Some(Duration::ZERO)),
             ("250us", Some(Duration::from_micros(250))),
             ("", None),
-            ("30", None),
+            ("30", Some(ms(30_000))),
             ("s", None),
             ("-1s", None),
             ("1.2.3s", None),
@@ -521,7 +554,7 @@ slurm-token-file: /var/run/secrets/slurm/jwt
 slurm-user: root
 slurm-api-version: v0.0.40
 slurm-kill-wait: 10s
-termination-offset: 2s
+termination-offset: 2
 poll-interval: 500ms
 node-mapping: label=slurm.node
 annotation-prefix: sunk.coreweave.com/
@@ -585,6 +618,7 @@ namespace-policy:
         let table = [
             ("slurm-kil-wait: 30s", "slurm-kil-wait"),
             ("slurm-kill-wait: thirty", "slurm-kill-wait"),
+            ("slurm-kill-wait: -3", "slurm-kill-wait"),
             (
                 "slurm-kill-wait: 5s\ntermination-offset: 5s",
                 "termination-offset",

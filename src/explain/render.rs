@@ -181,7 +181,10 @@ fn job_rows(out: &mut String, job: &PlaceholderJob) {
         ("job name", job.name.clone()),
         ("comment", job.comment.clone()),
         ("cpus per task", job.cpus_per_task.to_string()),
-        ("memory per node", format!("{} MB", job.memory_per_node_mb)),
+        (
+            "memory per node",
+            format!("{} MiB (Slurm MB)", job.memory_per_node_mb),
+        ),
         ("gres", text(&job.gres)),
         ("partition", text(&job.partition)),
         ("constraint", text(&job.constraint)),

@@ -170,15 +170,10 @@ pub fn translate(pod: &Pod, ctx: &TranslateContext) -> Translation {
         &mut rejections,
     );
 
-    let requests =
-        match resources::effective_requests(spec, ctx.device_map.keys().map(|k| k.as_str())) {
-            Ok(requests) => Some(requests),
-            Err(problems) => {
-                rejections.extend(problems);
-                None
-            }
-        };
-    let sizes = requests.and_then(|r| sizes(&r, &ctx.device_map, &mut rejections));
+    let devices = ctx.device_map.keys().map(|k| k.as_str());
+    let (requests, problems) = resources::effective_requests(spec, devices);
+    rejections.extend(problems);
+    let sizes = sizes(&requests, &ctx.device_map, &mut rejections);
 
     let grace = spec.termination_grace_period_seconds;
     let grace_seconds = grace.unwrap_or(DEFAULT_GRACE_PERIOD_SECONDS);
@@ -192,6 +187,7 @@ pub fn translate(pod: &Pod, ctx: &TranslateContext) -> Translation {
         ));
     }
 
+    // Sizes computed around unreadable entries are not a job to submit.
     let job = match (rejections.is_empty(), sizes) {
         (true, Some((cpus, memory_mib, gres))) => {
             let uid = pod.metadata.uid.as_deref().unwrap_or("unknown");
@@ -342,14 +338,14 @@ fn sizes(
     rejections: &mut Vec<Rejection>,
 ) -> Option<(u32, u64, Option<String>)> {
     let before = rejections.len();
-    if requests.cpu.requested.is_zero() {
+    if requests.cpu.requested.is_zero() && !requests.cpu.invalid {
         rejections.push(rejection::missing_request(
             "CPU",
             requests.cpu.named,
             "500m",
         ));
     }
-    if requests.memory.requested.is_zero() {
+    if requests.memory.requested.is_zero() && !requests.memory.invalid {
         rejections.push(rejection::missing_request(
             "memory",
             requests.memory.named,

@@ -196,8 +196,8 @@ pub fn grace_period_too_long(grace: i64, unset: bool, kill_wait: u64, offset: u6
     invalid(
         Cause::GracePeriodTooLong,
         format!(
-            "{GRACE_PERIOD_TOO_LONG} This pod's grace period is {grace} s{origin}; the limit \
-             is below {limit} s (KillWait {kill_wait} s minus offset {offset} s): {fix}."
+            "{GRACE_PERIOD_TOO_LONG} This pod's grace period is {grace} s{origin}; it must be \
+             below {limit} s (KillWait {kill_wait} s minus offset {offset} s): {fix}."
         ),
     )
 }

@@ -3,7 +3,7 @@
 //! the sidecars started before it, whichever is larger; pod-level `spec.resources` replaces
 //! that for CPU and memory; `spec.overhead` is added. Only requests count, never limits.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as KubeQuantity;
@@ -23,6 +23,9 @@ pub struct Request {
     pub named: bool,
     /// `spec.overhead` for the resource.
     pub overhead: Quantity,
+    /// Whether some entry for the resource could not be read (already reported), so the
+    /// sum is not to be judged.
+    pub invalid: bool,
 }
 
 impl Request {
@@ -42,12 +45,13 @@ pub struct EffectiveRequests {
 }
 
 /// Computes the effective requests of `spec` for CPU, memory and the named device resources.
-/// Every malformed or negative quantity is reported, with its field path.
+/// Every malformed or negative quantity is reported, with its field path, and counts as
+/// absent in the sums (which are then marked `invalid`).
 pub fn effective_requests<'a>(
     spec: &PodSpec,
     device_resources: impl IntoIterator<Item = &'a str>,
-) -> Result<EffectiveRequests, Vec<Rejection>> {
-    let mut problems = Vec::new();
+) -> (EffectiveRequests, Vec<Rejection>) {
+    let mut problems = Problems::default();
     let mut wanted: Vec<&str> = vec![CPU, MEMORY];
     wanted.extend(device_resources);
 
@@ -82,9 +86,7 @@ pub fn effective_requests<'a>(
         &mut problems,
     );
 
-    if !problems.is_empty() {
-        return Err(problems);
-    }
+    let invalid = |name: &str| problems.names.contains(name);
 
     let formula = |name: &str| -> (Quantity, bool) {
         let named = app
@@ -124,6 +126,7 @@ pub fn effective_requests<'a>(
             requested,
             named,
             overhead: overhead.get(name).copied().unwrap_or_default(),
+            invalid: invalid(name),
         }
     };
 
@@ -134,18 +137,33 @@ pub fn effective_requests<'a>(
             named.then(|| (name.to_string(), value))
         })
         .collect();
-    Ok(EffectiveRequests {
+    let requests = EffectiveRequests {
         cpu: resource(CPU),
         memory: resource(MEMORY),
         devices,
-    })
+    };
+    (requests, problems.rejections)
+}
+
+/// Entries that could not be read: what to tell the user, and which resources they name.
+#[derive(Default)]
+struct Problems {
+    rejections: Vec<Rejection>,
+    names: BTreeSet<String>,
+}
+
+impl Problems {
+    fn add(&mut self, name: &str, rejection: Rejection) {
+        self.rejections.push(rejection);
+        self.names.insert(name.to_string());
+    }
 }
 
 fn container_requests(
     container: &Container,
     path: &str,
     wanted: &[&str],
-    problems: &mut Vec<Rejection>,
+    problems: &mut Problems,
 ) -> BTreeMap<String, Quantity> {
     let requests = container
         .resources
@@ -164,7 +182,7 @@ fn parse_list(
     list: Option<&BTreeMap<String, KubeQuantity>>,
     path: &str,
     wanted: &[&str],
-    problems: &mut Vec<Rejection>,
+    problems: &mut Problems,
 ) -> BTreeMap<String, Quantity> {
     let mut parsed = BTreeMap::new();
     for (name, value) in list.into_iter().flatten() {
@@ -174,12 +192,12 @@ fn parse_list(
         let field = format!("{path}.{name}");
         match Quantity::parse(&value.0) {
             Ok(q) if q.is_negative() => {
-                problems.push(rejection::negative_quantity(&field, &value.0))
+                problems.add(name, rejection::negative_quantity(&field, &value.0))
             }
             Ok(q) => {
                 parsed.insert(name.clone(), q);
             }
-            Err(e) => problems.push(rejection::invalid_quantity(&field, &e.to_string())),
+            Err(e) => problems.add(name, rejection::invalid_quantity(&field, &e.to_string())),
         }
     }
     parsed
@@ -317,7 +335,8 @@ mod tests {
                 overhead: overhead.map(|o| list(&o)),
                 ..Default::default()
             };
-            let got = effective_requests(&spec, []).expect(case);
+            let (got, problems) = effective_requests(&spec, []);
+            assert!(problems.is_empty(), "{case}");
             assert_eq!(
                 got.cpu.total(),
                 Quantity::parse(cpu).unwrap(),
@@ -337,7 +356,7 @@ mod tests {
             containers: vec![mk_container(&[("cpu", "0")], false)],
             ..Default::default()
         };
-        let got = effective_requests(&spec, []).unwrap();
+        let got = effective_requests(&spec, []).0;
         assert!(got.cpu.named && got.cpu.requested.is_zero());
         assert!(!got.memory.named);
     }
@@ -353,7 +372,7 @@ mod tests {
             overhead: Some(list(&[("nvidia.com/gpu", "1")])),
             ..Default::default()
         };
-        let got = effective_requests(&spec, ["nvidia.com/gpu", "amd.com/gpu"]).unwrap();
+        let got = effective_requests(&spec, ["nvidia.com/gpu", "amd.com/gpu"]).0;
         let want: BTreeMap<String, Quantity> =
             [("nvidia.com/gpu".to_string(), Quantity::from_units(4))]
                 .into_iter()
@@ -369,7 +388,8 @@ mod tests {
             overhead: Some(list(&[("cpu", "x")])),
             ..Default::default()
         };
-        let problems = effective_requests(&spec, []).unwrap_err();
+        let (got, problems) = effective_requests(&spec, []);
+        assert!(got.cpu.invalid && got.memory.invalid);
         let messages: Vec<_> = problems.iter().map(|p| p.message.as_str()).collect();
         assert_eq!(messages.len(), 4, "{messages:#?}");
         assert!(messages[0].starts_with("spec.containers[0].resources.requests.cpu: \"lots\""));

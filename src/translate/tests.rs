@@ -542,3 +542,13 @@ fn fingerprint_follows_placement_inputs_only() {
         assert_ne!(placement_fingerprint(&pod, P), same);
     }
 }
+
+#[test]
+fn a_bad_quantity_does_not_hide_a_missing_request() {
+    let pod = with_requests(mk_pod(&[]), &[("cpu", "2 cores")]);
+    let t = translate(&pod, &TranslateContext::default());
+    let causes: Vec<_> = t.rejections.iter().map(|r| r.cause).collect();
+    assert_eq!(causes, vec![Cause::InvalidQuantity, Cause::MissingRequest]);
+    assert!(t.rejections[1].message.contains("requests no memory"));
+    assert!(t.job.is_none());
+}
