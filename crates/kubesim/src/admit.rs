@@ -39,9 +39,34 @@ pub fn prepare_create(resource: Resource, mut obj: Value, namespace: Option<&str
             obj["status"] = json!({"phase": "Active"});
         }
         Resource::CoreEvents | Resource::Events => events::default_core(&mut obj),
-        Resource::Nodes | Resource::Leases => {}
+        Resource::Nodes => default_node(&mut obj),
+        Resource::Leases => {}
     }
+    normalize_conditions(resource, &mut obj);
     Ok(obj)
+}
+
+fn default_node(node: &mut Value) {
+    if !node["spec"].is_object() {
+        node["spec"] = json!({});
+    }
+    if !node["status"].is_object() {
+        node["status"] = json!({});
+    }
+    let status = &mut node["status"];
+    if status.get("daemonEndpoints").is_none() {
+        status["daemonEndpoints"] = json!({"kubeletEndpoint": {"Port": 0}});
+    }
+    let info = status.as_object_mut().expect("status is an object").entry("nodeInfo").or_insert_with(|| json!({}));
+    for field in [
+        "machineID", "systemUUID", "bootID", "kernelVersion", "osImage",
+        "containerRuntimeVersion", "kubeletVersion", "kubeProxyVersion", "operatingSystem",
+        "architecture",
+    ] {
+        if info.get(field).is_none() {
+            info[field] = json!("");
+        }
+    }
 }
 
 /// Merge an update of the main resource (or of `status`) into the stored object.
@@ -58,6 +83,9 @@ pub fn prepare_update(
         new = events::to_core(&new);
         meta::metadata_mut(&mut new).insert("name".into(), json!(name));
     }
+    if matches!(resource, Resource::Events | Resource::CoreEvents) {
+        events::default_core(&mut new);
+    }
     meta::drop_nulls(&mut new);
     if status_only {
         // The status subresource changes status and nothing else.
@@ -66,6 +94,7 @@ pub fn prepare_update(
         if let Some(m) = merged.get_mut("metadata").and_then(Value::as_object_mut) {
             m.remove("resourceVersion");
         }
+        normalize_conditions(resource, &mut merged);
         return Ok(merged);
     }
     meta::keep_server_fields(&mut new, old);
@@ -90,7 +119,27 @@ pub fn prepare_update(
         new["spec"] = spec_only["spec"].take();
     }
     pods::check_finalizers(resource.kind(), &new, old)?;
+    normalize_conditions(resource, &mut new);
     Ok(new)
+}
+
+/// Give every condition the timestamp keys Go's structs always serialize (null when
+/// unset), as stored objects read back from kube-apiserver have them.
+pub fn normalize_conditions(resource: Resource, obj: &mut Value) {
+    let keys: &[&str] = match resource {
+        Resource::Pods => &["lastProbeTime", "lastTransitionTime"],
+        Resource::Nodes => &["lastHeartbeatTime", "lastTransitionTime"],
+        _ => return,
+    };
+    let Some(conditions) = obj.pointer_mut("/status/conditions").and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    for c in conditions.iter_mut().filter_map(Value::as_object_mut) {
+        for k in keys {
+            c.entry(*k).or_insert(Value::Null);
+        }
+    }
 }
 
 /// Whether an update changed nothing but the resourceVersion it carried.
@@ -105,8 +154,9 @@ pub fn unchanged(new: &Value, old: &Value) -> bool {
     strip(new) == strip(old)
 }
 
-/// Fields of `input` the resource's schema does not know, as dotted paths.
-pub fn unknown_fields(resource: Resource, input: &Value) -> Vec<String> {
+/// Fields of `input` the resource's schema does not know, as dotted paths, and the
+/// input without them.
+pub fn unknown_fields(resource: Resource, input: &Value) -> (Vec<String>, Option<Value>) {
     use k8s_openapi::api::{coordination, core, events as ev};
     let known = match resource {
         Resource::Pods => round_trip::<core::v1::Pod>(input),
@@ -116,10 +166,34 @@ pub fn unknown_fields(resource: Resource, input: &Value) -> Vec<String> {
         Resource::CoreEvents => round_trip::<core::v1::Event>(input),
         Resource::Events => round_trip::<ev::v1::Event>(input),
     };
-    let Some(known) = known else { return Vec::new() };
+    let Some(known) = known else { return (Vec::new(), None) };
     let mut out = Vec::new();
     missing_paths(input, &known, "", &mut out);
-    out
+    if out.is_empty() {
+        return (out, None);
+    }
+    let mut cleaned = input.clone();
+    strip_unknown(&mut cleaned, &known);
+    (out, Some(cleaned))
+}
+
+fn strip_unknown(input: &mut Value, known: &Value) {
+    match (input, known) {
+        (Value::Object(i), Value::Object(k)) => {
+            i.retain(|key, v| v.is_null() || k.contains_key(key));
+            for (key, v) in i.iter_mut() {
+                if let Some(kv) = k.get(key) {
+                    strip_unknown(v, kv);
+                }
+            }
+        }
+        (Value::Array(i), Value::Array(k)) => {
+            for (iv, kv) in i.iter_mut().zip(k) {
+                strip_unknown(iv, kv);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn round_trip<T: DeserializeOwned + Serialize>(input: &Value) -> Option<Value> {
@@ -149,16 +223,14 @@ fn missing_paths(input: &Value, known: &Value, path: &str, out: &mut Vec<String>
 }
 
 /// Enforce `fieldValidation`: `Strict` refuses unknown fields (400); otherwise they are
-/// dropped and named in a `Warning` header.
+/// dropped from `input` and, unless `Ignore`, named in `Warning` headers (returned).
 pub fn field_validation(
     resource: Resource,
-    input: &Value,
+    input: &mut Value,
     mode: Option<&str>,
 ) -> ApiResult<Vec<String>> {
-    let unknown = unknown_fields(resource, input);
-    if unknown.is_empty() || mode == Some("Ignore") {
-        return Ok(Vec::new());
-    }
+    let (unknown, cleaned) = unknown_fields(resource, input);
+    let Some(cleaned) = cleaned else { return Ok(Vec::new()) };
     let kind = resource.kind();
     if mode == Some("Strict") {
         let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
@@ -168,6 +240,10 @@ pub fn field_validation(
              error: {}",
             list.join(", ")
         )));
+    }
+    *input = cleaned;
+    if mode == Some("Ignore") {
+        return Ok(Vec::new());
     }
     Ok(unknown.iter().map(|f| format!("299 - \"unknown field \\\"{f}\\\"\"")).collect())
 }
@@ -180,7 +256,8 @@ mod tests {
     fn unknown_pod_fields_are_found() {
         let pod = json!({"metadata": {"name": "p"},
             "spec": {"containers": [{"name": "c", "image": "i", "bogus": 1}], "alsoBogus": true}});
-        let mut unknown = unknown_fields(Resource::Pods, &pod);
+        let (mut unknown, cleaned) = unknown_fields(Resource::Pods, &pod);
+        assert!(cleaned.unwrap()["spec"].get("alsoBogus").is_none());
         unknown.sort();
         assert_eq!(unknown, vec!["spec.alsoBogus", "spec.containers[0].bogus"]);
     }

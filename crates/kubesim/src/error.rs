@@ -122,6 +122,20 @@ impl ApiError {
         Self::new(422, "Invalid", message).with_details(d)
     }
 
+    /// 422 Invalid for list options (`ListOptions.meta.k8s.io "" is invalid: ...`).
+    pub fn list_options_invalid(field: &str, message: &str) -> Self {
+        let mut e = Self::invalid(
+            "ListOptions.meta.k8s.io",
+            "meta.k8s.io",
+            "",
+            &[(field, "FieldValueForbidden", message.to_string())],
+        );
+        if let Some(d) = e.details.as_mut() {
+            d["kind"] = json!("ListOptions");
+        }
+        e
+    }
+
     /// 422 Invalid without causes (a JSON patch `test` that failed, for example).
     pub fn invalid_plain(message: impl Into<String>) -> Self {
         Self::new(422, "Invalid", message).with_details(json!({}))

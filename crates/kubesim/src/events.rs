@@ -73,8 +73,12 @@ pub fn to_core(new: &Value) -> Value {
 /// Defaults the core API gives a new event.
 pub fn default_core(event: &mut Value) {
     if let Some(map) = event.as_object_mut() {
+        // Go's core Event struct always serializes these.
         map.entry("eventTime").or_insert(Value::Null);
         map.entry("involvedObject").or_insert_with(|| json!({}));
+        map.entry("source").or_insert_with(|| json!({}));
+        map.entry("firstTimestamp").or_insert(Value::Null);
+        map.entry("lastTimestamp").or_insert(Value::Null);
     }
 }
 
@@ -91,7 +95,7 @@ pub fn validate_events_v1(event: &Value) -> ApiResult<()> {
     Ok(())
 }
 
-/// `note` of an `events.k8s.io/v1` event cannot change.
+/// `note` of an `events.k8s.io/v1` event cannot change (reported under its core name).
 pub fn validate_events_v1_update(new: &Value, old_core: &Value) -> ApiResult<()> {
     if new.get("note") != old_core.get("message") {
         let note = new.get("note").cloned().unwrap_or(Value::Null);
@@ -99,7 +103,7 @@ pub fn validate_events_v1_update(new: &Value, old_core: &Value) -> ApiResult<()>
             "Event",
             "",
             meta::name(new),
-            &[("note", "FieldValueInvalid", format!("Invalid value: {note}: field is immutable"))],
+            &[("message", "FieldValueInvalid", format!("Invalid value: {note}: field is immutable"))],
         ));
     }
     Ok(())

@@ -159,37 +159,47 @@ fn strategic_merge_new(target: &mut Value, patch: &Value, path: &str) {
     }
 }
 
+/// Merge a patch list into a list, the way Go's strategic merge orders the result:
+/// the patch's items first (in patch order, merged with their server counterparts),
+/// then the server's items the patch did not name.
 fn merge_list(existing: &mut Value, items: &[Value], path: &str) {
     let list = existing.as_array_mut().expect("caller checked it is an array");
     if merges_as_set(path) {
-        for item in items {
-            if !list.contains(item) {
-                list.push(item.clone());
+        let mut merged: Vec<Value> = Vec::new();
+        for item in items.iter().chain(list.iter()) {
+            if !merged.contains(item) {
+                merged.push(item.clone());
             }
         }
+        *list = merged;
         return;
     }
     let Some(key) = merge_key(path) else {
         *list = items.to_vec();
         return;
     };
+    let mut server_only: Vec<Option<Value>> = list.drain(..).map(Some).collect();
+    let mut merged = Vec::new();
     for item in items {
         let id = &item[key];
-        let position = list.iter().position(|e| &e[key] == id);
+        let position = server_only.iter().position(|e| e.as_ref().is_some_and(|e| &e[key] == id));
         let directive = item.get("$patch").and_then(Value::as_str);
-        match (position, directive) {
-            (Some(i), Some("delete")) => {
-                list.remove(i);
+        let original = position.and_then(|i| server_only[i].take());
+        match (original, directive) {
+            (_, Some("delete")) => {}
+            (Some(mut original), _) => {
+                strategic_merge(&mut original, item, path);
+                merged.push(original);
             }
-            (None, Some("delete")) => {}
-            (Some(i), _) => strategic_merge(&mut list[i], item, path),
             (None, _) => {
                 let mut fresh = Value::Null;
                 strategic_merge_new(&mut fresh, item, path);
-                list.push(fresh);
+                merged.push(fresh);
             }
         }
     }
+    merged.extend(server_only.into_iter().flatten());
+    *list = merged;
 }
 
 #[cfg(test)]
@@ -208,7 +218,7 @@ mod tests {
         let out = apply(&status(), PatchType::Strategic, patch.to_string().as_bytes()).unwrap();
         let types: Vec<_> =
             out["status"]["conditions"].as_array().unwrap().iter().map(|c| c["type"].clone()).collect();
-        assert_eq!(types, vec![json!("PodScheduled"), json!("DisruptionTarget")]);
+        assert_eq!(types, vec![json!("DisruptionTarget"), json!("PodScheduled")]);
     }
 
     #[test]

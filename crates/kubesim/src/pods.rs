@@ -258,7 +258,15 @@ pub fn check_finalizers(kind: &str, new: &Value, old: &Value) -> ApiResult<()> {
          finalizers []string{{{}}}",
         quoted.join(", ")
     );
-    Err(ApiError::invalid(kind, "", meta::name(new), &[("metadata.finalizers", "FieldValueForbidden", msg)]))
+    let mut err =
+        ApiError::invalid(kind, "", meta::name(new), &[("metadata.finalizers", "FieldValueForbidden", msg)]);
+    // kube-apiserver runs this check twice (object meta and update validation) and
+    // reports the cause twice, while the message shows it once.
+    if let Some(causes) = err.details.as_mut().and_then(|d| d["causes"].as_array_mut()) {
+        let cause = causes[0].clone();
+        causes.push(cause);
+    }
+    Err(err)
 }
 
 /// Whether a pod is bound to a node.
@@ -394,10 +402,8 @@ pub fn delete_pod(pod: &Value, opts: &DeleteOptions) -> crate::store::Outcome {
         if grace >= old_grace {
             return Outcome::Unchanged;
         }
-        if grace == 0 && !has_finalizers {
-            return Outcome::Delete;
-        }
-        // A shorter grace counts from the first delete, not from now.
+        // A shorter grace counts from the first delete, not from now; grace 0 records
+        // that state (MODIFIED) and then removes the pod (DELETED).
         let deadline = pod["metadata"]["deletionTimestamp"].as_str().and_then(meta::parse_time);
         let mut pod = pod.clone();
         if let Some(deadline) = deadline {
@@ -406,6 +412,9 @@ pub fn delete_pod(pod: &Value, opts: &DeleteOptions) -> crate::store::Outcome {
             pod["metadata"]["deletionTimestamp"] = json!(meta::rfc3339(new));
         }
         pod["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+        if grace == 0 && !has_finalizers {
+            return Outcome::UpdateThenDelete(pod);
+        }
         return Outcome::Update(pod);
     }
 
@@ -525,6 +534,6 @@ mod tests {
         let longer = DeleteOptions { grace: Some(30), ..Default::default() };
         assert!(matches!(delete_pod(&terminating, &longer), Outcome::Unchanged));
         let zero = DeleteOptions { grace: Some(0), ..Default::default() };
-        assert!(matches!(delete_pod(&terminating, &zero), Outcome::Delete));
+        assert!(matches!(delete_pod(&terminating, &zero), Outcome::UpdateThenDelete(_)));
     }
 }

@@ -113,8 +113,12 @@ pub enum Outcome {
     Unchanged,
     /// Remove it (DELETED).
     Delete,
+    /// Remove the object, whose last state is this one (the update that removed its last
+    /// finalizer): one DELETED event; the answer carries the version it had before.
+    Finalize(Value),
     /// Store this last state (MODIFIED), then remove it (DELETED, next version), the two
-    /// events kube-apiserver emits for an immediate pod deletion.
+    /// events kube-apiserver emits for an immediate pod deletion; the answer is the last
+    /// state at the DELETED version.
     UpdateThenDelete(Value),
 }
 
@@ -189,6 +193,8 @@ struct Inner {
 pub struct Page {
     /// Global resourceVersion the list was taken at.
     pub rv: u64,
+    /// Version of the newest event of the table (what a watch cache reports).
+    pub table_rv: u64,
     /// Matching objects, in key order.
     pub items: Vec<Arc<Value>>,
     /// Key of the last item returned, when more items remain.
@@ -285,7 +291,7 @@ impl Store {
                 items.push(v.clone());
             }
         }
-        Page { rv: inner.rv, items, next_key, remaining }
+        Page { rv: inner.rv, table_rv: data.latest_rv, items, next_key, remaining }
     }
 
     /// Apply a write to the object under `key`. `decide` sees the current object and
@@ -323,6 +329,15 @@ impl Store {
                 push(data, limit, StoredEvent::new(EventType::Deleted, *rv, last.clone(), Some(old)));
                 Written { object: last, created: false, deleted: true }
             }
+            Outcome::Finalize(obj) => {
+                let old = current.ok_or_else(|| ApiError::internal("no object to finalize"))?;
+                let answer = Arc::new(with_rv(obj, resource_version(&old)));
+                *rv += 1;
+                let last = Arc::new(with_rv((*answer).clone(), *rv));
+                data.objects.remove(key);
+                push(data, limit, StoredEvent::new(EventType::Deleted, *rv, last, Some(old)));
+                Written { object: answer, created: false, deleted: true }
+            }
             Outcome::UpdateThenDelete(obj) => {
                 *rv += 1;
                 let modified = Arc::new(with_rv(obj, *rv));
@@ -337,9 +352,10 @@ impl Store {
                 push(
                     data,
                     limit,
-                    StoredEvent::new(EventType::Deleted, *rv, last, Some(modified.clone())),
+                    StoredEvent::new(EventType::Deleted, *rv, last.clone(), Some(modified)),
                 );
-                Written { object: modified, created: false, deleted: true }
+                // The answer is the last state at the DELETED version, as kube-apiserver's.
+                Written { object: last, created: false, deleted: true }
             }
         };
         let latest = data.latest_rv;

@@ -3,7 +3,7 @@
 //! served resources, so discovery never advertises what the double does not serve.
 
 use axum::http::{HeaderMap, Method, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use super::{json_response, AppState};
@@ -39,6 +39,7 @@ pub(crate) fn serve(state: &AppState, method: &Method, path: &str, _headers: &He
             respond(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
         }
         "/openapi/v3" => respond(openapi_index()),
+        "/openapi/v2" => Some(openapi_v2(_headers)),
         _ => {
             if let Some(rest) = path.strip_prefix("/openapi/v3/") {
                 return openapi_group(rest).and_then(respond);
@@ -94,6 +95,21 @@ fn resource_list(group: &str, group_version: &str) -> Value {
     }
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
            "resources": resources})
+}
+
+/// An OpenAPI v2 document without definitions. kubectl 1.28 downloads it (as protobuf)
+/// before creating anything; an empty protobuf message is a valid empty document, and
+/// with no schema to check against kubectl leaves field validation to the server.
+fn openapi_v2(headers: &HeaderMap) -> Response {
+    let accept = headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if accept.contains("protobuf") {
+        let ct = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+        return (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, ct)], Vec::<u8>::new())
+            .into_response();
+    }
+    let doc = json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": "v1.28.7"},
+                     "paths": {}, "definitions": {}});
+    json_response(StatusCode::OK, serde_json::to_vec(&doc).unwrap_or_default())
 }
 
 fn openapi_index() -> Value {

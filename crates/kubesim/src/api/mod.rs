@@ -29,7 +29,7 @@ use crate::store::Store;
 pub struct AppState {
     /// The object store.
     pub store: Arc<Store>,
-    /// Bearer token every request must carry, when set.
+    /// Bearer token a request with credentials must carry, when set.
     pub token: Option<String>,
     /// Log of every request.
     pub recorder: Arc<Recorder>,
@@ -64,14 +64,17 @@ async fn authenticate_and_record(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let authorized = match &state.token {
-        None => true,
-        Some(token) => request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| t.trim() == token),
+    // kubectl (client-go) does not send bearer tokens over plain HTTP, so a request
+    // without credentials is served; one with a wrong token is refused, which keeps
+    // misconfigured clients visible.
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_string());
+    let authorized = match (&state.token, presented) {
+        (Some(token), Some(presented)) => *token == presented,
+        _ => true,
     };
     let response = if authorized {
         next.run(request).await

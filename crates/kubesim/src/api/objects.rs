@@ -17,7 +17,15 @@ use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{self, key, Outcome, Written};
 use crate::{admit, meta};
 
-const TOKEN_ENGINE: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+/// Continue tokens: unpadded URL-safe base64 that, like Go's decoder, tolerates
+/// non-zero trailing bits.
+const TOKEN_ENGINE: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
 
 /// Selectors of a list, watch or delete-collection.
 pub(crate) struct Filter {
@@ -84,16 +92,31 @@ pub(crate) fn parse_rv(raw: Option<&str>) -> ApiResult<Option<u64>> {
 }
 
 fn decode_continue(token: &str) -> ApiResult<(u64, String)> {
-    let bytes = TOKEN_ENGINE.decode(token.trim_end_matches('=')).unwrap_or_else(|_| token.as_bytes().to_vec());
-    let parsed: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::bad_request(format!("invalid continue token: continue key is not valid: {e}"))
-    })?;
+    let invalid = |why: String| {
+        ApiError::bad_request(format!("invalid continue token: continue key is not valid: {why}"))
+    };
+    let bytes = TOKEN_ENGINE
+        .decode(token.trim_end_matches('='))
+        .map_err(|e| invalid(format!("illegal base64 data: {e}")))?;
+    let parsed: Value = serde_json::from_slice(&bytes).map_err(|_| invalid(go_json_error(&bytes)))?;
     let rv = parsed["rv"].as_i64().unwrap_or(-1);
     let start = parsed["start"].as_str().unwrap_or_default();
     if rv <= 0 && !start.is_empty() {
         return Ok((0, start.trim_end_matches('\u{0}').to_string()));
     }
     Ok((rv.max(0) as u64, start.trim_end_matches('\u{0}').to_string()))
+}
+
+/// The first complaint Go's JSON decoder has about a byte string, which is what
+/// kube-apiserver reports for a continue token that does not decode.
+fn go_json_error(bytes: &[u8]) -> String {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => "unexpected end of JSON input".into(),
+        Some(&b) if b.is_ascii_graphic() => {
+            format!("invalid character '{}' looking for beginning of value", b as char)
+        }
+        Some(&b) => format!("invalid character '\\u{b:04x}' looking for beginning of value"),
+    }
 }
 
 fn encode_continue(rv: i64, start: &str) -> String {
@@ -108,11 +131,10 @@ pub(crate) fn list(req: ApiRequest<'_>) -> ApiResult<Response> {
     let rv = parse_rv(req.query.get("resourceVersion"))?;
     let rv_match = req.query.get("resourceVersionMatch").filter(|m| !m.is_empty());
     if rv_match.is_some() && rv.is_none() {
-        return Err(ApiError::invalid("ListOptions.meta.k8s.io", "meta.k8s.io", "", &[(
+        return Err(ApiError::list_options_invalid(
             "resourceVersionMatch",
-            "FieldValueForbidden",
-            "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided".into(),
-        )]));
+            "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
+        ));
     }
     let filter = Filter::from_request(&req)?;
     let limit = req.query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
@@ -154,8 +176,11 @@ pub(crate) fn list(req: ApiRequest<'_>) -> ApiResult<Response> {
         None => (None, None),
     };
     let page = store.list(table, &prefix, start.as_deref(), limit, |o| filter.matches(o));
-    // A continued list reports the version of its first page.
-    let list_rv = token_rv.filter(|v| *v > 0).unwrap_or(page.rv);
+    // A continued list reports the version of its first page. A list served from the
+    // watch cache (a version given, not read from storage) reports the cache's version:
+    // the newest event of this resource, not the global counter.
+    let cache_rv = rv.filter(|_| !from_storage).map(|asked| page.table_rv.max(asked));
+    let list_rv = token_rv.filter(|v| *v > 0).or(cache_rv).unwrap_or(page.rv);
     let mut metadata = serde_json::Map::new();
     metadata.insert("resourceVersion".into(), json!(list_rv.to_string()));
     if let Some(next) = &page.next_key {
@@ -190,10 +215,30 @@ pub(crate) fn list_body(resource: Resource, metadata: &Value, items: &[Arc<Value
         if i > 0 {
             buf.push(b',');
         }
-        serde_json::to_writer(&mut buf, &*render(resource, item)).expect("JSON values serialize");
+        write_item(&mut buf, &render(resource, item));
     }
     buf.extend_from_slice(b"]}");
     buf
+}
+
+/// Write a list item: the object without `kind` and `apiVersion`, as in real lists.
+fn write_item(buf: &mut Vec<u8>, item: &Value) {
+    let Some(map) = item.as_object() else {
+        serde_json::to_writer(&mut *buf, item).expect("JSON values serialize");
+        return;
+    };
+    buf.push(b'{');
+    let mut first = true;
+    for (k, v) in map.iter().filter(|(k, _)| *k != "kind" && *k != "apiVersion") {
+        if !first {
+            buf.push(b',');
+        }
+        first = false;
+        serde_json::to_writer(&mut *buf, k).expect("strings serialize");
+        buf.push(b':');
+        serde_json::to_writer(&mut *buf, v).expect("JSON values serialize");
+    }
+    buf.push(b'}');
 }
 
 fn check_namespace(req: &ApiRequest<'_>, obj: &mut Value) -> ApiResult<()> {
@@ -223,7 +268,7 @@ fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
 pub(crate) fn create(req: ApiRequest<'_>) -> ApiResult<Response> {
     let resource = req.target.resource;
     let mut obj = req.json_body()?;
-    let warnings = admit::field_validation(resource, &obj, req.query.get("fieldValidation"))?;
+    let warnings = admit::field_validation(resource, &mut obj, req.query.get("fieldValidation"))?;
     check_namespace(&req, &mut obj)?;
     if meta::name(&obj).is_empty() {
         let generate = obj.pointer("/metadata/generateName").and_then(Value::as_str).unwrap_or_default();
@@ -273,7 +318,7 @@ fn decide_update(
         return Ok(Outcome::Unchanged);
     }
     if pods::finalized(&new) {
-        return Ok(Outcome::UpdateThenDelete(new));
+        return Ok(Outcome::Finalize(new));
     }
     Ok(Outcome::Update(new))
 }
@@ -311,7 +356,7 @@ pub(crate) fn update(req: ApiRequest<'_>) -> ApiResult<Response> {
             meta::name(&body)
         )));
     }
-    let warnings = admit::field_validation(resource, &body, req.query.get("fieldValidation"))?;
+    let warnings = admit::field_validation(resource, &mut body, req.query.get("fieldValidation"))?;
     check_namespace(&req, &mut body)?;
     let rv = body.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string);
     let written = req.state.store.write(resource.table(), &object_key(&req), |current| {

@@ -41,13 +41,11 @@ struct Watcher {
 pub(crate) fn serve(req: ApiRequest<'_>) -> ApiResult<Response> {
     let rv = parse_rv(req.query.get("resourceVersion"))?;
     if req.query.flag("sendInitialEvents") {
-        return Err(ApiError::invalid("ListOptions.meta.k8s.io", "meta.k8s.io", "", &[(
+        return Err(ApiError::list_options_invalid(
             "sendInitialEvents",
-            "FieldValueForbidden",
             "Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature \
-             gate is enabled"
-                .into(),
-        )]));
+             gate is enabled",
+        ));
     }
     let filter = Filter::from_request(&req)?;
     let timeout = req
