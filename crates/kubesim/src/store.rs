@@ -463,7 +463,8 @@ mod tests {
         let d = store.write(Table::Pods, "ns/a", |_| Ok(Outcome::UpdateThenDelete(obj("a"))));
         let d = d.unwrap();
         assert!(d.deleted);
-        assert_eq!(resource_version(&d.object), resource_version(&n.object) + 1);
+        // The answer carries the DELETED version, one after the MODIFIED one.
+        assert_eq!(resource_version(&d.object), resource_version(&n.object) + 2);
         let events = store.events_after(Table::Pods, 0).unwrap();
         let kinds: Vec<_> = events.iter().map(|e| (e.kind, e.rv)).collect();
         let base = resource_version(&a.object);

@@ -502,3 +502,71 @@ pub fn rv(v: &Value) -> u64 {
 
 /// The setup most scenarios share: namespace and the two nodes.
 pub const SETUP: &[&str] = &["namespaces/create", "nodes/create", "nodes/create-second"];
+
+/// What a watch stream delivered: each event with its arrival time after the request,
+/// and when the server closed the stream.
+#[derive(Debug, Clone)]
+pub struct Stream {
+    pub events: Vec<(std::time::Duration, Value)>,
+    pub closed_after: std::time::Duration,
+}
+
+impl Stream {
+    /// The events that are not bookmarks.
+    pub fn changes(&self) -> Vec<&Value> {
+        self.events.iter().map(|(_, e)| e).filter(|e| e["type"] != "BOOKMARK").collect()
+    }
+
+    /// Arrival times of the bookmarks.
+    pub fn bookmarks(&self) -> Vec<(std::time::Duration, &Value)> {
+        self.events.iter().filter(|(_, e)| e["type"] == "BOOKMARK").map(|(t, e)| (*t, e)).collect()
+    }
+}
+
+impl Env {
+    /// Open a watch (a path with `watch=1`) and read it in the background until the
+    /// server closes it.
+    pub fn open_watch(&self, path: &str) -> tokio::task::JoinHandle<Stream> {
+        let client = self.client.clone();
+        let path = self.map.lock().unwrap().translate_path(&self.localize_path(path));
+        tokio::spawn(async move {
+            use futures::{AsyncBufReadExt, TryStreamExt};
+            let started = std::time::Instant::now();
+            let request = Request::get(&path).body(Vec::new()).expect("request");
+            let reader = client.request_stream(request).await.expect("watch opens");
+            let mut lines = reader.lines();
+            let mut events = Vec::new();
+            while let Some(line) = lines.try_next().await.expect("stream reads") {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let event: Value = serde_json::from_str(&line).expect("events are JSON");
+                events.push((started.elapsed(), event));
+            }
+            Stream { events, closed_after: started.elapsed() }
+        })
+    }
+
+    /// Compare the events of a stream with a recorded watch, learning the version
+    /// relations the events show.
+    pub fn assert_stream_matches(&self, stream: &Stream, recorded: &Value, context: &str) {
+        let recorded_events: Vec<&Value> =
+            recorded["events"].as_array().expect("events").iter().map(|e| &e["event"]).collect();
+        let got: Vec<String> = stream
+            .events
+            .iter()
+            .map(|(_, e)| format!("{} {}", e["type"], e["object"]["metadata"]["name"]))
+            .collect();
+        let want: Vec<String> = recorded_events
+            .iter()
+            .map(|e| format!("{} {}", e["type"], e["object"]["metadata"]["name"]))
+            .collect();
+        assert_eq!(got, want, "{context}: event sequence");
+        let mut map = self.map.lock().unwrap();
+        for ((_, got), want) in stream.events.iter().zip(&recorded_events) {
+            assert_same(got, want, &self.ns, context);
+            map.walk(want, got, context);
+        }
+        assert!(map.conflicts.is_empty(), "{context}: version relations differ:\n{}", map.conflicts.join("\n"));
+    }
+}
