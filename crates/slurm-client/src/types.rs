@@ -180,6 +180,9 @@ pub struct JobDetails {
     pub memory_per_node_mb: Option<u64>,
     /// GRES per node as Slurm prints it (`gres/gpu:2` on v0.0.40+, `gpu:2` on v0.0.38).
     pub tres_per_node: String,
+    /// GRES allocated per node, e.g. `gpu:1(IDX:0)`; the TRES string only lists GRES that
+    /// accounting tracks (`AccountingStorageTRES`), this always does.
+    pub gres_allocated: Vec<String>,
     /// The allocated TRES (`cpu=2,mem=300M,node=1,billing=2,gres/gpu=1`).
     pub tres_alloc: String,
     pub excluded_nodes: Vec<String>,

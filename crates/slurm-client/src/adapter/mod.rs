@@ -156,6 +156,7 @@ impl Adapter {
                 memory_per_node_mb: j.memory_per_node.and_then(wire::NoVal::get),
                 tres_per_node: j.tres_per_node.unwrap_or_default(),
                 tres_alloc: j.tres_alloc_str.unwrap_or_default(),
+                gres_allocated: j.gres_detail.unwrap_or_default(),
                 excluded_nodes: match j.excluded_nodes {
                     Some(e) => expand_nodes(endpoint, Some(&e.joined()))?,
                     None => Vec::new(),

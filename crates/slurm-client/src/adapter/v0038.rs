@@ -49,8 +49,10 @@ pub(super) fn submit_body(job: &PlaceholderJob, opts: &SubmitOptions) -> Result<
         }
     }
     match job.exclusive {
+        // The schema lists `true`, but 22.05 answers "Invalid exclusive specification" to
+        // it; `exclusive` is what its parser takes for a whole node.
         Some(Exclusivity::None) => {
-            j.insert("exclusive".into(), json!("true"));
+            j.insert("exclusive".into(), json!("exclusive"));
         }
         Some(Exclusivity::User) => {
             j.insert("exclusive".into(), json!("user"));

@@ -155,6 +155,8 @@ pub(crate) struct WireJob {
     #[serde(default)]
     pub tres_alloc_str: Option<String>,
     #[serde(default)]
+    pub gres_detail: Option<Vec<String>>,
+    #[serde(default)]
     pub excluded_nodes: Option<StrOrList>,
     #[serde(default)]
     pub time_limit: Option<NoVal>,
