@@ -51,7 +51,12 @@ pub fn read(text: &str) -> Result<Manifest, ManifestError> {
         if value.is_null() {
             continue;
         }
-        read_object(&value, Some(&padded), first_line, &mut manifest)?;
+        // Messages about the whole object point at its first line of content.
+        let content_line = document
+            .lines()
+            .position(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+            .map_or(first_line, |offset| first_line + offset);
+        read_object(&value, Some(&padded), content_line, &mut manifest)?;
     }
     Ok(manifest)
 }
