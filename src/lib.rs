@@ -11,4 +11,5 @@ pub mod leader;
 pub mod lifecycle;
 pub mod metrics;
 pub mod nodes;
+pub mod run;
 pub mod translate;

@@ -44,7 +44,8 @@ impl PodRef {
         Api::namespaced(client.clone(), &self.namespace)
     }
 
-    fn key(&self) -> String {
+    /// `namespace/name`, for logs and messages.
+    pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
     }
 

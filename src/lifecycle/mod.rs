@@ -99,7 +99,9 @@ impl PodLife {
             Observation::PodGone => self.on_pod_gone(&mut out),
             Observation::Job(job) => self.on_job(job, now, t, &mut out),
             Observation::Submitted(outcome) => self.on_submitted(outcome, now, t, &mut out),
-            Observation::Placed { slurm_node, fit } => self.on_placed(slurm_node, fit, &mut out),
+            Observation::Placed { slurm_node, fit } => {
+                self.on_placed(slurm_node, fit, now, t, &mut out)
+            }
             Observation::BindResult(result) => self.on_bind(result, &mut out),
             Observation::Node(health) => self.on_node(health, now, t, &mut out),
             Observation::Tick => self.on_tick(now, t, &mut out),
@@ -348,7 +350,14 @@ impl PodLife {
         }
     }
 
-    fn on_placed(&mut self, slurm_node: String, fit: NodeFit, out: &mut Vec<Action>) {
+    fn on_placed(
+        &mut self,
+        slurm_node: String,
+        fit: NodeFit,
+        now: Instant,
+        t: &Timing,
+        out: &mut Vec<Action>,
+    ) {
         let Stage::Placing {
             job,
             slurm_node: expected,
@@ -383,7 +392,18 @@ impl PodLife {
                 if !self.excluded.contains(&slurm_node) {
                     self.excluded.push(slurm_node);
                 }
-                self.submit(out);
+                // The first replacement goes at once (the node is excluded from it); where
+                // the API cannot exclude nodes Slurm may pick the same one again, so later
+                // ones back off.
+                if self.refusals == 0 {
+                    self.refusals = 1;
+                    self.submit(out);
+                } else {
+                    let retry_at = now + backoff(t, self.refusals);
+                    self.refusals = self.refusals.saturating_add(1);
+                    self.stage = Stage::Refused { retry_at };
+                    out.push(Action::WakeAt(retry_at));
+                }
             }
         }
     }

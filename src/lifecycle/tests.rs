@@ -851,3 +851,54 @@ fn a_pod_that_stops_while_being_evicted_releases_the_job() {
         }]
     );
 }
+
+#[test]
+fn repeated_unusable_placements_back_off() {
+    let now = Instant::now();
+    let mut life = PodLife::new();
+    life.observe(Observation::Pod(pod()), now, &t());
+    for (job, node) in [(7, "n9"), (8, "n9")] {
+        life.observe(
+            Observation::Submitted(SubmitOutcome::Accepted(job)),
+            now,
+            &t(),
+        );
+        life.observe(
+            Observation::Job(JobView::Running {
+                slurm_node: node.into(),
+            }),
+            now,
+            &t(),
+        );
+        let a = life.observe(
+            Observation::Placed {
+                slurm_node: node.into(),
+                fit: NodeFit::Unusable {
+                    why: "cordoned".into(),
+                },
+            },
+            now,
+            &t(),
+        );
+        if job == 7 {
+            assert_eq!(
+                a.last(),
+                Some(&Action::Submit {
+                    exclude: vec!["n9".into()]
+                })
+            );
+        } else {
+            assert_eq!(
+                a.last(),
+                Some(&Action::WakeAt(now + Duration::from_secs(10)))
+            );
+            let a = life.observe(Observation::Tick, now + Duration::from_secs(10), &t());
+            assert_eq!(
+                a,
+                vec![Action::Submit {
+                    exclude: vec!["n9".into()]
+                }]
+            );
+        }
+    }
+}

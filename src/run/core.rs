@@ -1,0 +1,711 @@
+//! The scheduling loop: one task that owns every pod's life, fed by the watchers, the Slurm
+//! poller and the answers of the requests it started. It decides synchronously and hands
+//! each effect to the executor, so no lock is held across I/O and the order of decisions
+//! for one pod is the order of its observations.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use k8s_openapi::api::core::v1::Pod;
+use slurm_client::{BaseState, JobSnapshot, JobStatus, SubmitOptions};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, info_span, warn};
+
+use super::exec::{Effect, Executor};
+use super::project::{project, PodRecord};
+use super::Settings;
+use crate::lifecycle::{
+    Action, BindOutcome, JobId, JobView, NodeFit, NodeHealth, Observation, PodLife, Stage,
+    SubmitOutcome,
+};
+use crate::metrics::{Metrics, ResultLabel, StateLabel};
+use crate::nodes::fit::{refusal, NodeFacts};
+use crate::nodes::map::NodeMap;
+
+/// Everything the loop is told.
+#[derive(Debug)]
+pub enum Input {
+    /// A watcher (re)started listing: pods of that stream not applied before `PodsListed`
+    /// are gone.
+    PodsRelist {
+        stream: usize,
+    },
+    PodApplied {
+        stream: usize,
+        pod: Box<Pod>,
+    },
+    PodDeleted {
+        uid: String,
+    },
+    PodsListed {
+        stream: usize,
+    },
+    NodeApplied(Box<NodeFacts>),
+    NodeDeleted(String),
+    NodesListed,
+    SlurmdPod {
+        key: String,
+        slurm_name: String,
+        node: Option<String>,
+    },
+    SlurmdPodDeleted(String),
+    /// A complete list of our jobs.
+    Jobs(JobSnapshot),
+    /// slurmrestd answered nothing (or an error): nothing is concluded from it.
+    SlurmUnreachable(String),
+    Submitted {
+        uid: String,
+        outcome: SubmitOutcome,
+    },
+    BindResult {
+        uid: String,
+        outcome: BindOutcome,
+    },
+}
+
+/// One tracked pod.
+struct Tracked {
+    record: PodRecord,
+    life: PodLife,
+    /// The last view of this pod's job, to feed again after a stage change.
+    last_job: Option<(JobId, JobView)>,
+    /// When the current job was submitted (our clock): a complete list taken later that
+    /// lacks it proves it gone.
+    submitted_at: SystemTime,
+    /// Which watcher stream reported the pod, for relists.
+    stream: usize,
+    seen_in_relist: bool,
+}
+
+pub struct Core {
+    settings: Arc<Settings>,
+    metrics: Arc<Metrics>,
+    exec: Executor,
+    pods: HashMap<String, Tracked>,
+    nodes: HashMap<String, NodeFacts>,
+    map: NodeMap,
+    timers: BinaryHeap<Reverse<(Instant, String)>>,
+    /// Our live jobs by pod UID from the last snapshot, for adopting a job after a restart.
+    jobs_by_uid: HashMap<String, JobStatus>,
+    /// Jobs without a pod, and when they were first seen so.
+    orphans: HashMap<JobId, Instant>,
+    relisting: HashSet<usize>,
+    pod_streams: usize,
+    pods_synced: HashSet<usize>,
+    nodes_synced: bool,
+    jobs_synced: bool,
+    slurm_reachable: bool,
+    leading: watch::Receiver<bool>,
+    was_leading: bool,
+    ready: watch::Sender<bool>,
+}
+
+impl Core {
+    pub fn new(
+        settings: Arc<Settings>,
+        metrics: Arc<Metrics>,
+        exec: Executor,
+        pod_streams: usize,
+        leading: watch::Receiver<bool>,
+        ready: watch::Sender<bool>,
+    ) -> Self {
+        let map = NodeMap::new(settings.node_mapping.clone());
+        Self {
+            settings,
+            metrics,
+            exec,
+            pods: HashMap::new(),
+            nodes: HashMap::new(),
+            map,
+            timers: BinaryHeap::new(),
+            jobs_by_uid: HashMap::new(),
+            orphans: HashMap::new(),
+            relisting: HashSet::new(),
+            pod_streams,
+            pods_synced: HashSet::new(),
+            nodes_synced: false,
+            jobs_synced: false,
+            slurm_reachable: false,
+            leading,
+            was_leading: false,
+            ready,
+        }
+    }
+
+    /// Run until the input channel closes.
+    pub async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
+        let mut gauges = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
+            let sleep = async {
+                match next_timer {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                input = inputs.recv() => match input {
+                    Some(input) => self.on_input(input),
+                    None => return,
+                },
+                _ = sleep => self.fire_timers(),
+                changed = self.leading.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    self.on_leadership();
+                }
+                _ = gauges.tick() => self.publish_gauges(),
+            }
+        }
+    }
+
+    fn synced(&self) -> bool {
+        self.pods_synced.len() == self.pod_streams && self.nodes_synced && self.jobs_synced
+    }
+
+    /// Only a synced leader acts; everyone else keeps its caches warm.
+    fn acting(&self) -> bool {
+        *self.leading.borrow() && self.synced()
+    }
+
+    fn update_ready(&self) {
+        self.ready
+            .send_replace(self.synced() && self.slurm_reachable);
+    }
+
+    // === inputs ===
+
+    fn on_input(&mut self, input: Input) {
+        let was_acting = self.acting();
+        match input {
+            Input::PodsRelist { stream } => {
+                self.relisting.insert(stream);
+                for t in self.pods.values_mut().filter(|t| t.stream == stream) {
+                    t.seen_in_relist = false;
+                }
+            }
+            Input::PodApplied { stream, pod } => self.on_pod(stream, &pod),
+            Input::PodDeleted { uid } => self.on_pod_gone(&uid),
+            Input::PodsListed { stream } => {
+                if self.relisting.remove(&stream) {
+                    let gone: Vec<String> = self
+                        .pods
+                        .iter()
+                        .filter(|(_, t)| t.stream == stream && !t.seen_in_relist)
+                        .map(|(uid, _)| uid.clone())
+                        .collect();
+                    for uid in gone {
+                        self.on_pod_gone(&uid);
+                    }
+                }
+                self.pods_synced.insert(stream);
+            }
+            Input::NodeApplied(facts) => self.on_node(*facts),
+            Input::NodeDeleted(name) => {
+                self.nodes.remove(&name);
+                self.map.remove(&name);
+                self.node_health_changed(&name);
+            }
+            Input::NodesListed => self.nodes_synced = true,
+            Input::SlurmdPod {
+                key,
+                slurm_name,
+                node,
+            } => self.map.slurmd_pod_seen(&key, &slurm_name, node.as_deref()),
+            Input::SlurmdPodDeleted(key) => self.map.remove(&key),
+            Input::Jobs(snapshot) => {
+                self.slurm_reachable = true;
+                self.jobs_synced = true;
+                self.on_jobs(snapshot);
+            }
+            Input::SlurmUnreachable(why) => {
+                if self.slurm_reachable {
+                    warn!(error = %why, "slurmrestd is unreachable; acting on nothing until it answers");
+                }
+                self.slurm_reachable = false;
+            }
+            Input::Submitted { uid, outcome } => {
+                if let SubmitOutcome::Accepted(_) = outcome {
+                    if let Some(t) = self.pods.get_mut(&uid) {
+                        t.submitted_at = SystemTime::now();
+                    }
+                }
+                self.observe(&uid, Observation::Submitted(outcome));
+            }
+            Input::BindResult { uid, outcome } => {
+                if outcome == BindOutcome::Bound {
+                    self.count_bound(&uid);
+                }
+                self.observe(&uid, Observation::BindResult(outcome));
+            }
+        }
+        self.update_ready();
+        if !was_acting && self.acting() {
+            self.start_acting();
+        }
+    }
+
+    fn on_pod(&mut self, stream: usize, pod: &Pod) {
+        let Some(uid) = pod.metadata.uid.clone() else {
+            return;
+        };
+        let previous = self.pods.get(&uid).map(|t| &t.record);
+        let record = project(pod, &self.settings.ctx, previous);
+        let fresh_warnings = record.warnings.clone();
+        let refusal = record.kubelet_refusal.clone();
+        let view = record.view.clone();
+        let tracked = self.pods.entry(uid.clone()).or_insert_with(|| Tracked {
+            record: record.clone(),
+            life: PodLife::new(),
+            last_job: None,
+            submitted_at: SystemTime::UNIX_EPOCH,
+            stream,
+            seen_in_relist: true,
+        });
+        tracked.record = record;
+        tracked.stream = stream;
+        tracked.seen_in_relist = true;
+        if !self.acting() {
+            return;
+        }
+        for warning in fresh_warnings {
+            self.effect(
+                &uid,
+                Effect::event(
+                    &self.pods[&uid].record.pod,
+                    true,
+                    "UnknownAnnotation",
+                    warning,
+                ),
+            );
+        }
+        if let (Some(why), Some(job)) = (refusal, self.pods[&uid].life.job()) {
+            let message = format!(
+                "The kubelet refused the pod after Slurm job {job} placed it ({why}): capacity \
+                 on the node is used outside Slurm. See the operator guide on reserving \
+                 resources for what runs outside Slurm."
+            );
+            self.effect(
+                &uid,
+                Effect::event(&self.pods[&uid].record.pod, true, "KubeletRefused", message),
+            );
+        }
+        self.observe(&uid, Observation::Pod(view));
+        if let Some(node) = self.pods.get(&uid).and_then(|t| t.record.view.node.clone()) {
+            if self.pods[&uid].record.view.terminating {
+                let health = self.health(&node);
+                self.observe(&uid, Observation::Node(health));
+            }
+        }
+    }
+
+    fn on_pod_gone(&mut self, uid: &str) {
+        if !self.pods.contains_key(uid) {
+            return;
+        }
+        if self.acting() {
+            self.observe(uid, Observation::PodGone);
+        }
+        // A pod gone while we do not act leaves its job to the orphan sweep of whoever
+        // acts next.
+        let done = self
+            .pods
+            .get(uid)
+            .is_none_or(|t| t.life.is_done() || !self.acting());
+        if done {
+            self.pods.remove(uid);
+        }
+    }
+
+    fn on_node(&mut self, facts: NodeFacts) {
+        self.map.node_seen(&facts.name, &facts.labels);
+        let name = facts.name.clone();
+        let health_changed = self
+            .nodes
+            .get(&name)
+            .is_none_or(|old| old.is_dead() != facts.is_dead());
+        self.nodes.insert(name.clone(), facts);
+        if health_changed {
+            self.node_health_changed(&name);
+        }
+    }
+
+    fn health(&self, node: &str) -> NodeHealth {
+        match self.nodes.get(node) {
+            Some(n) if !n.is_dead() => NodeHealth::Ready,
+            _ => NodeHealth::Dead,
+        }
+    }
+
+    /// Tell terminating pods on this node how it is doing.
+    fn node_health_changed(&mut self, node: &str) {
+        if !self.acting() {
+            return;
+        }
+        let health = self.health(node);
+        let on_node: Vec<String> = self
+            .pods
+            .iter()
+            .filter(|(_, t)| {
+                t.record.view.node.as_deref() == Some(node) && t.record.view.terminating
+            })
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        for uid in on_node {
+            self.observe(&uid, Observation::Node(health));
+        }
+    }
+
+    fn on_jobs(&mut self, snapshot: JobSnapshot) {
+        let by_id: HashMap<JobId, &JobStatus> =
+            snapshot.jobs.iter().map(|j| (j.job_id, j)).collect();
+        self.jobs_by_uid = snapshot
+            .jobs
+            .iter()
+            .filter(|j| is_live(j))
+            .filter_map(|j| j.marker.as_ref().map(|m| (m.pod_uid.clone(), j.clone())))
+            .collect();
+        if !self.acting() {
+            return;
+        }
+        let mut claimed = HashSet::new();
+        let uids: Vec<String> = self.pods.keys().cloned().collect();
+        for uid in uids {
+            let Some(t) = self.pods.get(&uid) else {
+                continue;
+            };
+            let Some(job) = t.life.job() else { continue };
+            claimed.insert(job);
+            let view = match by_id.get(&job) {
+                Some(status) => job_view(status),
+                // Absent from a complete list taken after the submit: gone.
+                None if snapshot.requested_at > t.submitted_at => JobView::Gone,
+                None => continue,
+            };
+            if t.last_job.as_ref() == Some(&(job, view.clone())) {
+                continue;
+            }
+            if let Some(t) = self.pods.get_mut(&uid) {
+                t.last_job = Some((job, view.clone()));
+            }
+            self.observe_job(&uid, job, view);
+        }
+        self.sweep_orphans(&snapshot, &claimed);
+    }
+
+    /// Our live jobs whose pod we do not know are cancelled, once they have been orphans
+    /// for a while (a pod created a moment ago may not have reached our watch yet).
+    fn sweep_orphans(&mut self, snapshot: &JobSnapshot, claimed: &HashSet<JobId>) {
+        let now = Instant::now();
+        let mut still = HashMap::new();
+        for job in snapshot
+            .jobs
+            .iter()
+            .filter(|j| is_live(j) && !claimed.contains(&j.job_id))
+        {
+            let uid = job
+                .marker
+                .as_ref()
+                .map(|m| m.pod_uid.as_str())
+                .unwrap_or_default();
+            if self.pods.contains_key(uid) {
+                continue; // its pod is tracked and about to claim it
+            }
+            let since = self.orphans.get(&job.job_id).copied().unwrap_or(now);
+            if now.duration_since(since) >= self.settings.orphan_grace {
+                info!(job_id = job.job_id, name = %job.name, "cancelling a job whose pod is gone");
+                self.exec.run(Effect::Cancel {
+                    job: job.job_id,
+                    label: "orphan",
+                });
+            } else {
+                still.insert(job.job_id, since);
+            }
+        }
+        self.orphans = still;
+    }
+
+    // === acting ===
+
+    fn on_leadership(&mut self) {
+        let leading = *self.leading.borrow();
+        self.metrics.leader.set(i64::from(leading));
+        if leading && !self.was_leading && self.synced() {
+            self.start_acting();
+        }
+        self.was_leading = leading;
+    }
+
+    /// Becoming the acting replica (first sync, or leadership): every pod's life starts
+    /// over from what the caches say, adopting the jobs Slurm already holds for them.
+    fn start_acting(&mut self) {
+        info!(pods = self.pods.len(), "synced; acting on pods");
+        self.was_leading = *self.leading.borrow();
+        let uids: Vec<String> = self.pods.keys().cloned().collect();
+        for uid in uids {
+            if let Some(t) = self.pods.get_mut(&uid) {
+                t.life = PodLife::new();
+                t.last_job = None;
+            }
+            let view = self.pods[&uid].record.view.clone();
+            self.observe(&uid, Observation::Pod(view));
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((at, _))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, uid))) = self.timers.pop() else {
+                break;
+            };
+            if self.acting() {
+                self.observe(&uid, Observation::Tick);
+            }
+        }
+    }
+
+    fn observe_job(&mut self, uid: &str, job: JobId, view: JobView) {
+        if let JobView::Running { slurm_node } = &view {
+            // Running: the life asks where; answer from the node cache right after.
+            let slurm_node = slurm_node.clone();
+            self.observe(uid, Observation::Job(view));
+            let placing = matches!(
+                self.pods.get(uid).map(|t| &t.life.stage),
+                Some(Stage::Placing { job: j, .. }) if *j == job
+            );
+            if placing {
+                let fit = self.fit(uid, &slurm_node);
+                self.observe(uid, Observation::Placed { slurm_node, fit });
+            }
+        } else {
+            self.observe(uid, Observation::Job(view));
+        }
+    }
+
+    fn fit(&self, uid: &str, slurm_node: &str) -> NodeFit {
+        let rules = self.pods.get(uid).and_then(|t| t.record.rules.clone());
+        match self.map.kube_node(slurm_node) {
+            Err(_) => NodeFit::Unusable {
+                why: format!(
+                    "no Kubernetes node maps to it under `{}`",
+                    self.map.mapping()
+                ),
+            },
+            Ok(kube) => match self.nodes.get(&kube) {
+                None => NodeFit::Unusable {
+                    why: format!("Kubernetes node {kube} does not exist"),
+                },
+                Some(facts) => match refusal(rules.as_deref(), facts) {
+                    Some(why) => NodeFit::Unusable { why },
+                    None => NodeFit::Usable(kube),
+                },
+            },
+        }
+    }
+
+    /// Feed one observation to a pod's life and carry out what it decides.
+    fn observe(&mut self, uid: &str, obs: Observation) {
+        let Some(t) = self.pods.get_mut(uid) else {
+            return;
+        };
+        let span = info_span!("pod", namespace = %t.record.pod.namespace, name = %t.record.pod.name, uid = %uid, job_id = ?t.life.job());
+        let _enter = span.enter();
+        let before = std::mem::discriminant(&t.life.stage);
+        let is_job_news = matches!(obs, Observation::Job(_));
+        let actions = t.life.observe(obs, Instant::now(), &self.settings.timing);
+        let after = std::mem::discriminant(&t.life.stage);
+        if before != after {
+            debug!(stage = t.life.stage_label(), "stage changed");
+        }
+        for action in actions {
+            self.act(uid, action);
+        }
+        // A stage change can make old news relevant (a job that ended while the bind was
+        // in flight): feed the last job view again, once.
+        if before != after && !is_job_news {
+            let again = self.pods.get(uid).and_then(|t| {
+                let (job, view) = t.last_job.clone()?;
+                (t.life.job() == Some(job)).then_some((job, view))
+            });
+            if let Some((job, view)) = again {
+                self.observe_job(uid, job, view);
+            }
+        }
+        if self.pods.get(uid).is_some_and(|t| t.life.is_done()) {
+            self.pods.remove(uid);
+        }
+    }
+
+    fn act(&mut self, uid: &str, action: Action) {
+        let Some(t) = self.pods.get(uid) else {
+            return;
+        };
+        let pod = t.record.pod.clone();
+        match action {
+            Action::Submit { exclude } => self.submit(uid, exclude),
+            Action::Cancel { job, reason } => self.exec.run(Effect::Cancel {
+                job,
+                label: reason.label(),
+            }),
+            Action::Bind { job, node } => self.exec.run(Effect::Bind { pod, node, job }),
+            Action::Evict { job, grace } => self.exec.run(Effect::Evict {
+                pod,
+                grace,
+                message: format!(
+                    "Slurm job {job} ended; the pod is deleted before Slurm's KillWait runs out"
+                ),
+            }),
+            Action::ForceDelete { job: _ } => {
+                self.metrics.killwait_overruns.inc();
+                self.exec.run(Effect::ForceDelete { pod })
+            }
+            Action::Condition { reason, message } => {
+                if reason != "Unschedulable" {
+                    self.metrics
+                        .pods_scheduled
+                        .get_or_create(&ResultLabel {
+                            result: "rejected".into(),
+                        })
+                        .inc();
+                }
+                self.exec.run(Effect::Condition {
+                    pod,
+                    reason,
+                    message,
+                })
+            }
+            Action::Event {
+                kind,
+                reason,
+                message,
+            } => {
+                let warning = kind == crate::lifecycle::EventKind::Warning;
+                self.exec.run(Effect::event(&pod, warning, reason, message))
+            }
+            Action::WakeAt(at) => self.timers.push(Reverse((at, uid.to_string()))),
+        }
+    }
+
+    fn submit(&mut self, uid: &str, exclude: Vec<String>) {
+        // A live job for this pod already exists (submitted before a restart or by the
+        // previous leader): adopt it instead of submitting a second one.
+        if let Some(existing) = self.jobs_by_uid.get(uid) {
+            let id = existing.job_id;
+            info!(job_id = id, "adopting the existing job of this pod");
+            if let Some(t) = self.pods.get_mut(uid) {
+                t.submitted_at = SystemTime::now();
+            }
+            self.observe(uid, Observation::Submitted(SubmitOutcome::Accepted(id)));
+            return;
+        }
+        let Some(t) = self.pods.get(uid) else { return };
+        let Some(job) = t.record.job.as_deref() else {
+            // The pod became invalid since: its life hears about it with the next view.
+            return;
+        };
+        let mut job = job.clone();
+        job.excluded_nodes = self.excluded_for(uid, exclude);
+        let opts = SubmitOptions {
+            run_as_user: job
+                .user_id
+                .and_then(|id| self.settings.user_names.get(&id).cloned()),
+        };
+        self.exec.run(Effect::Submit {
+            uid: uid.to_string(),
+            job: Box::new(job),
+            opts,
+        });
+    }
+
+    /// Slurm nodes this pod must not get: those its life excluded and those whose
+    /// Kubernetes node would refuse it.
+    fn excluded_for(&self, uid: &str, mut exclude: Vec<String>) -> Vec<String> {
+        let rules = self.pods.get(uid).and_then(|t| t.record.rules.clone());
+        for (name, facts) in &self.nodes {
+            if refusal(rules.as_deref(), facts).is_some() {
+                if let Some(slurm) = self.map.slurm_node(name) {
+                    if !exclude.contains(&slurm) {
+                        exclude.push(slurm);
+                    }
+                }
+            }
+        }
+        exclude.sort();
+        exclude
+    }
+
+    fn count_bound(&self, uid: &str) {
+        self.metrics
+            .pods_scheduled
+            .get_or_create(&ResultLabel {
+                result: "bound".into(),
+            })
+            .inc();
+        let created = self.pods.get(uid).and_then(|t| t.record.created);
+        if let Some(age) = created.and_then(|c| SystemTime::now().duration_since(c).ok()) {
+            self.metrics.scheduling_duration.observe(age.as_secs_f64());
+        }
+    }
+
+    fn effect(&self, _uid: &str, effect: Effect) {
+        self.exec.run(effect);
+    }
+
+    fn publish_gauges(&self) {
+        let mut counts: HashMap<&'static str, i64> = HashMap::new();
+        for t in self.pods.values() {
+            *counts.entry(t.life.stage_label()).or_default() += 1;
+        }
+        for state in [
+            "new",
+            "rejected",
+            "submitting",
+            "refused",
+            "pending",
+            "binding",
+            "bound",
+            "evicting",
+            "releasing",
+            "finished",
+        ] {
+            let n = counts.get(state).copied().unwrap_or(0);
+            self.metrics
+                .tracked_pods
+                .get_or_create(&StateLabel {
+                    state: state.into(),
+                })
+                .set(n);
+        }
+    }
+}
+
+/// A job that still holds or waits for an allocation.
+fn is_live(job: &JobStatus) -> bool {
+    matches!(job.state.base, BaseState::Pending | BaseState::Running)
+        && !job.state.has_flag("COMPLETING")
+}
+
+/// How the pod's life sees a job Slurm reports.
+pub fn job_view(job: &JobStatus) -> JobView {
+    let completing = job.state.has_flag("COMPLETING");
+    let reason = job.reason.clone().unwrap_or_else(|| "None".into());
+    match job.state.base {
+        BaseState::Pending if !completing => JobView::Pending { reason },
+        BaseState::Running if !completing => match job.nodes.first() {
+            Some(node) => JobView::Running {
+                slurm_node: node.clone(),
+            },
+            None => JobView::Pending { reason },
+        },
+        _ => JobView::Ended {
+            state: job.state.base.as_str().to_string(),
+            reason,
+        },
+    }
+}

@@ -1,0 +1,274 @@
+//! Carries out the loop's decisions: each effect runs as its own task, and the answers the
+//! pod's life needs (submit and bind outcomes) go back to the loop as inputs. Writes to
+//! Kubernetes pass through a client-side rate limiter (`--kube-api-qps`/`--kube-api-burst`);
+//! the kube client retries 429s after their `Retry-After`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+use slurm_client::{CancelSignal, ErrorKind, PlaceholderJob, SlurmClient, SubmitOptions};
+use tokio::sync::{mpsc, RwLock, Semaphore};
+use tracing::{debug, info, warn, Instrument};
+
+use super::core::Input;
+use super::limiter::RateLimiter;
+use crate::kube_io::events::EventPublisher;
+use crate::kube_io::writer::{self, PodRef, WriteError};
+use crate::lifecycle::{BindOutcome, JobId, SubmitOutcome};
+use crate::metrics::{Metrics, ReasonLabel};
+
+/// One piece of I/O the loop decided on.
+#[derive(Debug)]
+pub enum Effect {
+    Submit {
+        uid: String,
+        job: Box<PlaceholderJob>,
+        opts: SubmitOptions,
+    },
+    Cancel {
+        job: JobId,
+        label: &'static str,
+    },
+    Bind {
+        pod: PodRef,
+        node: String,
+        job: JobId,
+    },
+    Condition {
+        pod: PodRef,
+        reason: &'static str,
+        message: String,
+    },
+    Evict {
+        pod: PodRef,
+        grace: Duration,
+        message: String,
+    },
+    ForceDelete {
+        pod: PodRef,
+    },
+    Event {
+        pod: PodRef,
+        warning: bool,
+        reason: &'static str,
+        message: String,
+    },
+}
+
+impl Effect {
+    pub fn event(pod: &PodRef, warning: bool, reason: &'static str, message: String) -> Self {
+        Self::Event {
+            pod: pod.clone(),
+            warning,
+            reason,
+            message,
+        }
+    }
+}
+
+/// The slurmrestd client, once connected (the first connection may wait for slurmrestd).
+pub type SharedSlurm = Arc<RwLock<Option<Arc<SlurmClient>>>>;
+
+#[derive(Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    kube: Client,
+    slurm: SharedSlurm,
+    events: EventPublisher,
+    metrics: Arc<Metrics>,
+    inputs: mpsc::Sender<Input>,
+    limiter: RateLimiter,
+    /// Bounds concurrent Slurm requests so a burst of pods does not flood slurmrestd.
+    slurm_slots: Semaphore,
+    job_annotation: String,
+}
+
+impl Executor {
+    pub fn new(
+        kube: Client,
+        slurm: SharedSlurm,
+        metrics: Arc<Metrics>,
+        inputs: mpsc::Sender<Input>,
+        limiter: RateLimiter,
+        job_annotation: String,
+        instance: String,
+    ) -> Self {
+        let events = EventPublisher::new(kube.clone(), instance);
+        Self {
+            inner: Arc::new(Inner {
+                kube,
+                slurm,
+                events,
+                metrics,
+                inputs,
+                limiter,
+                slurm_slots: Semaphore::new(16),
+                job_annotation,
+            }),
+        }
+    }
+
+    pub fn run(&self, effect: Effect) {
+        let inner = self.inner.clone();
+        let span = tracing::Span::current();
+        tokio::spawn(async move { inner.perform(effect).await }.instrument(span));
+    }
+}
+
+impl Inner {
+    async fn slurm(&self) -> Option<Arc<SlurmClient>> {
+        self.slurm.read().await.clone()
+    }
+
+    async fn perform(&self, effect: Effect) {
+        match effect {
+            Effect::Submit { uid, job, opts } => {
+                let outcome = self.submit(&job, &opts).await;
+                let _ = self.inputs.send(Input::Submitted { uid, outcome }).await;
+            }
+            Effect::Cancel { job, label } => self.cancel(job, label).await,
+            Effect::Bind { pod, node, job } => {
+                self.limiter.acquire().await;
+                let outcome = writer::bind(
+                    &self.kube,
+                    &pod,
+                    &node,
+                    (&self.job_annotation, job.to_string()),
+                )
+                .await;
+                match &outcome {
+                    BindOutcome::Bound => info!(node = %node, job_id = job, "bound"),
+                    other => debug!(?other, "bind did not happen"),
+                }
+                let uid = pod.uid.clone();
+                let _ = self.inputs.send(Input::BindResult { uid, outcome }).await;
+            }
+            Effect::Condition {
+                pod,
+                reason,
+                message,
+            } => {
+                self.limiter.acquire().await;
+                if let Err(e) = writer::set_unschedulable(&self.kube, &pod, reason, &message).await
+                {
+                    log_write_error(&e, "condition");
+                }
+            }
+            Effect::Evict {
+                pod,
+                grace,
+                message,
+            } => {
+                self.delete_with_retries(&pod, Some((grace, message)), "slurm_job_ended")
+                    .await
+            }
+            Effect::ForceDelete { pod } => {
+                self.delete_with_retries(&pod, None, "killwait_overrun")
+                    .await
+            }
+            Effect::Event {
+                pod,
+                warning,
+                reason,
+                message,
+            } => {
+                self.limiter.acquire().await;
+                let action = if reason == "Scheduled" {
+                    "Binding"
+                } else {
+                    "Scheduling"
+                };
+                if let Err(e) = self
+                    .events
+                    .publish(&pod, warning, reason, action, &message)
+                    .await
+                {
+                    warn!(error = %e, reason, "could not publish an event");
+                }
+            }
+        }
+    }
+
+    async fn submit(&self, job: &PlaceholderJob, opts: &SubmitOptions) -> SubmitOutcome {
+        let Some(slurm) = self.slurm().await else {
+            return SubmitOutcome::Unknown("slurmrestd has not answered yet".into());
+        };
+        let _slot = self.slurm_slots.acquire().await;
+        match slurm.submit(job, opts).await {
+            Ok(id) => {
+                info!(job_id = id, name = %job.name, "submitted");
+                SubmitOutcome::Accepted(id)
+            }
+            Err(e) if e.kind() == ErrorKind::Rejected => SubmitOutcome::Refused(e.to_string()),
+            Err(e) if e.kind() == ErrorKind::Unsupported => SubmitOutcome::Refused(e.to_string()),
+            Err(e) => SubmitOutcome::Unknown(e.to_string()),
+        }
+    }
+
+    async fn cancel(&self, job: JobId, label: &'static str) {
+        let Some(slurm) = self.slurm().await else {
+            return; // retried when the life sees the job still running
+        };
+        let _slot = self.slurm_slots.acquire().await;
+        match slurm.cancel(job, CancelSignal::Kill).await {
+            Ok(_) => {
+                self.metrics
+                    .jobs_cancelled
+                    .get_or_create(&ReasonLabel {
+                        reason: label.into(),
+                    })
+                    .inc();
+            }
+            Err(e) => {
+                warn!(job_id = job, error = %e, "cancel failed; it is repeated while the job lives")
+            }
+        }
+    }
+
+    /// Deletes (after marking the pod disrupted when `evict` is given), retrying transient
+    /// failures: the KillWait window is short and nobody else will do it.
+    async fn delete_with_retries(
+        &self,
+        pod: &PodRef,
+        evict: Option<(Duration, String)>,
+        reason: &'static str,
+    ) {
+        let mut delay = Duration::from_millis(200);
+        for attempt in 0..6 {
+            self.limiter.acquire().await;
+            let result = match &evict {
+                Some((grace, message)) => writer::evict(&self.kube, pod, *grace, message).await,
+                None => writer::delete(&self.kube, pod, Duration::ZERO).await,
+            };
+            match result {
+                Ok(()) => {
+                    info!(reason, "pod deleted");
+                    self.metrics
+                        .pods_deleted
+                        .get_or_create(&ReasonLabel {
+                            reason: reason.into(),
+                        })
+                        .inc();
+                    return;
+                }
+                Err(WriteError::PodGone(_)) => return,
+                Err(e) => {
+                    warn!(error = %e, attempt, "delete failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(3));
+                }
+            }
+        }
+    }
+}
+
+fn log_write_error(e: &WriteError, what: &str) {
+    match e {
+        WriteError::PodGone(_) => debug!(what, "pod gone before the write"),
+        WriteError::Api { .. } => warn!(error = %e, what, "write to the API server failed"),
+    }
+}
