@@ -13,7 +13,7 @@ pub mod metrics;
 pub mod types;
 pub mod version;
 
-pub use adapter::{submit_body, SubmitOptions, PLACEHOLDER_SCRIPT};
+pub use adapter::{decode_job_list, submit_body, SubmitOptions, PLACEHOLDER_SCRIPT};
 pub use auth::TokenSource;
 pub use client::{
     CancelOutcome, CancelSignal, ClientConfig, JobSnapshot, PollCursor, PollOutcome, SlurmClient,

@@ -53,6 +53,12 @@ pub fn submit_body(
     }
 }
 
+/// Decodes a `GET /slurm/{version}/jobs` answer the way the poll does (only the fields it
+/// needs): every job, ours or not. For tools and for measuring decode cost.
+pub fn decode_job_list(version: ApiVersion, body: &[u8]) -> Result<Vec<JobStatus>> {
+    Ok(Adapter::new(version).decode_job_list("jobs", body)?.jobs)
+}
+
 /// `gpu:2`, `gres/gpu:2` and `gres:gpu:2` all mean the same GRES; the adapters add the
 /// prefix their version wants.
 pub(crate) fn bare_gres(gres: &str) -> &str {
