@@ -446,3 +446,34 @@ fn usage_errors_exit_1_and_help_exits_0() {
         assert!(help.contains(flag), "{flag} not in {help}");
     }
 }
+
+#[test]
+fn json_keys_come_in_the_documented_order() {
+    let output = explain(&["-f", "account-qos-pod.yaml", "-o", "json"], "", &[]);
+    let text = String::from_utf8(output.stdout).unwrap();
+    let order = [
+        "\"pods\"",
+        "\"kind\"",
+        "\"namespace\"",
+        "\"name\"",
+        "\"schedulable\"",
+        "\"job\"",
+        "\"comment\"",
+        "\"cpus_per_task\"",
+        "\"memory_per_node_mb\"",
+        "\"gres\"",
+        "\"partition\"",
+        "\"constraint\"",
+        "\"account\"",
+        "\"qos\"",
+        "\"user_id\"",
+        "\"group_id\"",
+        "\"exclusive\"",
+        "\"time_limit_minutes\"",
+        "\"reservation\"",
+        "\"rejections\"",
+        "\"warnings\"",
+    ];
+    let positions: Vec<usize> = order.iter().map(|k| text.find(k).expect(k)).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
+}

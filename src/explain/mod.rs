@@ -121,7 +121,7 @@ pub fn run(
         OutputFormat::Table => render::table(&verdicts),
         OutputFormat::Json => {
             let mut json = serde_json::to_string_pretty(&render::json(&verdicts))
-                .expect("a serde_json::Value always serializes");
+                .expect("the report has string keys only");
             json.push('\n');
             json
         }

@@ -1,7 +1,8 @@
 //! Printing explain's verdicts: a readable table per pod, or one JSON document whose shape
 //! scripts can rely on. Pure: verdicts in, text out.
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use slurm_client::{Exclusivity, PlaceholderJob, TimeLimit};
 
 use crate::translate::Translation;
@@ -42,42 +43,90 @@ pub fn not_ours_message(scheduler_name: &str, ours: &str) -> String {
 }
 
 // === JSON ===
+// Structs rather than `json!` so that keys come out in the documented order.
 
-/// The whole report as one JSON document.
-pub fn json(verdicts: &[Verdict]) -> Value {
-    json!({ "pods": verdicts.iter().map(verdict_json).collect::<Vec<_>>() })
+/// The whole report: `{"pods": [...]}`.
+#[derive(Debug, Serialize)]
+pub struct JsonReport<'a> {
+    pub pods: Vec<JsonPod<'a>>,
 }
 
-fn verdict_json(verdict: &Verdict) -> Value {
+#[derive(Debug, Serialize)]
+pub struct JsonPod<'a> {
+    pub kind: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub schedulable: bool,
+    pub job: Option<JsonJob<'a>>,
+    pub rejections: Vec<JsonRejection<'a>>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JsonRejection<'a> {
+    pub reason: &'static str,
+    pub message: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JsonJob<'a> {
+    pub name: &'a str,
+    pub comment: &'a str,
+    pub cpus_per_task: u32,
+    pub memory_per_node_mb: u64,
+    pub gres: Option<&'a str>,
+    pub partition: Option<&'a str>,
+    pub constraint: Option<&'a str>,
+    pub account: Option<&'a str>,
+    pub qos: Option<&'a str>,
+    pub user_id: Option<u32>,
+    pub group_id: Option<u32>,
+    pub exclusive: Option<&'static str>,
+    /// Whole minutes, or the string `infinite`.
+    pub time_limit_minutes: Option<Value>,
+    pub reservation: Option<&'a str>,
+}
+
+/// The whole report, ready for `serde_json`.
+pub fn json(verdicts: &[Verdict]) -> JsonReport<'_> {
+    JsonReport {
+        pods: verdicts.iter().map(json_pod).collect(),
+    }
+}
+
+fn json_pod(verdict: &Verdict) -> JsonPod<'_> {
     let (schedulable, job, rejections, warnings) = match &verdict.outcome {
         Outcome::NotOurs {
             scheduler_name,
             ours,
         } => (
             false,
-            Value::Null,
+            None,
             vec![],
-            vec![json!(not_ours_message(scheduler_name, ours))],
+            vec![not_ours_message(scheduler_name, ours)],
         ),
         Outcome::Translated(t) => (
             t.is_schedulable(),
-            t.job.as_ref().map_or(Value::Null, job_json),
+            t.job.as_ref().map(json_job),
             t.rejections
                 .iter()
-                .map(|r| json!({ "reason": r.reason.as_str(), "message": r.message }))
+                .map(|r| JsonRejection {
+                    reason: r.reason.as_str(),
+                    message: &r.message,
+                })
                 .collect(),
-            t.warnings.iter().map(|w| json!(w.message)).collect(),
+            t.warnings.iter().map(|w| w.message.clone()).collect(),
         ),
     };
-    json!({
-        "kind": verdict.kind,
-        "namespace": verdict.namespace,
-        "name": verdict.name,
-        "schedulable": schedulable,
-        "job": job,
-        "rejections": rejections,
-        "warnings": warnings,
-    })
+    JsonPod {
+        kind: &verdict.kind,
+        namespace: &verdict.namespace,
+        name: &verdict.name,
+        schedulable,
+        job,
+        rejections,
+        warnings,
+    }
 }
 
 fn exclusive_word(e: Exclusivity) -> &'static str {
@@ -88,28 +137,26 @@ fn exclusive_word(e: Exclusivity) -> &'static str {
     }
 }
 
-fn job_json(job: &PlaceholderJob) -> Value {
-    let time_limit = match job.time_limit {
-        None => Value::Null,
-        Some(TimeLimit::Infinite) => json!("infinite"),
-        Some(TimeLimit::Minutes(m)) => json!(m),
-    };
-    json!({
-        "name": job.name,
-        "comment": job.comment,
-        "cpus_per_task": job.cpus_per_task,
-        "memory_per_node_mb": job.memory_per_node_mb,
-        "gres": job.gres,
-        "partition": job.partition,
-        "constraint": job.constraint,
-        "account": job.account,
-        "qos": job.qos,
-        "user_id": job.user_id,
-        "group_id": job.group_id,
-        "exclusive": job.exclusive.map(exclusive_word),
-        "time_limit_minutes": time_limit,
-        "reservation": job.reservation,
-    })
+fn json_job(job: &PlaceholderJob) -> JsonJob<'_> {
+    JsonJob {
+        name: &job.name,
+        comment: &job.comment,
+        cpus_per_task: job.cpus_per_task,
+        memory_per_node_mb: job.memory_per_node_mb,
+        gres: job.gres.as_deref(),
+        partition: job.partition.as_deref(),
+        constraint: job.constraint.as_deref(),
+        account: job.account.as_deref(),
+        qos: job.qos.as_deref(),
+        user_id: job.user_id,
+        group_id: job.group_id,
+        exclusive: job.exclusive.map(exclusive_word),
+        time_limit_minutes: job.time_limit.map(|t| match t {
+            TimeLimit::Infinite => Value::from("infinite"),
+            TimeLimit::Minutes(m) => Value::from(m),
+        }),
+        reservation: job.reservation.as_deref(),
+    }
 }
 
 // === table ===
@@ -226,6 +273,8 @@ fn wrap_into(out: &mut String, lead: &str, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
     use crate::translate::{rejection, Cause, Reason, Rejection};
 
     fn job() -> PlaceholderJob {
@@ -290,7 +339,8 @@ mod tests {
 
     #[test]
     fn json_has_the_exact_shape() {
-        let got = json(&verdicts());
+        let verdicts = verdicts();
+        let got = serde_json::to_value(json(&verdicts)).unwrap();
         let pods = got["pods"].as_array().unwrap();
         assert_eq!(pods.len(), 3);
         let want_job = json!({
