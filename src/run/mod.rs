@@ -1,6 +1,7 @@
 //! `slurm-pod-scheduler run`: wires the watchers, the Slurm poller, the scheduling loop,
 //! the executor, leader election and the metrics server together.
 
+pub mod args;
 mod core;
 mod exec;
 mod http;
