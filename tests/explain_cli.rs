@@ -322,7 +322,7 @@ fn stdin_defaults_policy_and_pods_of_other_schedulers() {
 
     // With the example config, namespace research pins account research.
     let output = explain(
-        &["-f", "-", "-o", "json", "--config", "config.yaml"],
+        &["-f", "-", "-o", "json", "--config", "config/scheduler.yaml"],
         MIXED,
         &[],
     );
@@ -476,4 +476,33 @@ fn json_keys_come_in_the_documented_order() {
     ];
     let positions: Vec<usize> = order.iter().map(|k| text.find(k).expect(k)).collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
+}
+
+#[test]
+fn a_directory_is_every_manifest_in_it() {
+    let output = explain(
+        &["-f", ".", "-o", "json"],
+        "",
+        &[("SPS_SLURM_KILL_WAIT", "10s")],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let json = json_of(&output);
+    let verdicts: Vec<(String, bool)> = json["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["schedulable"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(verdicts.len(), 11, "{verdicts:?}");
+    let rejected: Vec<_> = verdicts
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(rejected, ["default-grace", "username-as-uid"]);
 }

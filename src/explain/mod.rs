@@ -30,7 +30,7 @@ pub enum OutputFormat {
 #[derive(Debug, Clone, Args)]
 pub struct ExplainArgs {
     /// Manifest to read (YAML or JSON, several documents allowed); `-` reads standard
-    /// input. Repeat the flag for several files.
+    /// input, a directory its .yaml, .yml and .json files. Repeat the flag for several.
     #[arg(short = 'f', long = "filename", value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
 
@@ -99,8 +99,8 @@ pub fn run(
     let ctx = config::translate_context(&file_config, &args.settings)?;
 
     let mut verdicts = Vec::new();
-    for path in &args.files {
-        let (name, text) = read_input(path)?;
+    for path in expand(&args.files)? {
+        let (name, text) = read_input(&path)?;
         let manifest = manifest::read(&text).map_err(|e| ExplainError::Manifest {
             file: name.clone(),
             line: e.line,
@@ -159,6 +159,36 @@ pub fn judge(subject: manifest::Subject, ctx: &TranslateContext) -> Verdict {
         name: subject.name,
         outcome,
     }
+}
+
+/// The files to read: each path as given, but a directory becomes its `.yaml`, `.yml` and
+/// `.json` files in name order (not its subdirectories), as with `kubectl -f DIR`.
+fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ExplainError> {
+    let mut files = Vec::new();
+    for path in paths {
+        if !path.is_dir() {
+            files.push(path.clone());
+            continue;
+        }
+        let read_error = |source| ExplainError::Read {
+            file: path.display().to_string(),
+            source,
+        };
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(path).map_err(read_error)? {
+            let entry = entry.map_err(read_error)?.path();
+            let manifest = matches!(
+                entry.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml" | "json")
+            );
+            if manifest && entry.is_file() {
+                found.push(entry);
+            }
+        }
+        found.sort();
+        files.extend(found);
+    }
+    Ok(files)
 }
 
 /// The text of a file, or of standard input for `-`, with the name errors use.
