@@ -392,3 +392,52 @@ async fn poll_sees_changes_with_one_request() {
     }
     client.cancel(id, CancelSignal::Kill).await.unwrap();
 }
+
+#[tokio::test]
+async fn term_cancel_holds_the_allocation_through_killwait() {
+    let Some(cl) = Cluster::from_env("term_cancel_holds_the_allocation") else {
+        return;
+    };
+    let sched = unique("killwait");
+    let (client, _) = cl.client(&sched).await;
+    let cleanup = Cleanup::new(&cl);
+    let job = small_job(&sched, &unique("killwait"));
+    let id = cleanup.track(client.submit(&job, &opts()).await.unwrap());
+    let running = wait_job(&client, id, DEADLINE, "RUNNING", |j| {
+        j.status.state.holds_allocation()
+    })
+    .await;
+
+    // RUNNING is reported before slurmd has started the script; a SIGTERM in that gap
+    // kills the shell before its trap is set (seen on 22.05). Give the script time.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The placeholder ignores SIGTERM: Slurm keeps the job COMPLETING on its node until
+    // it sends SIGKILL, KillWait later.
+    client.cancel(id, CancelSignal::Term).await.unwrap();
+    let ending = wait_job(&client, id, DEADLINE, "COMPLETING", |j| {
+        j.status.state.has_flag("COMPLETING")
+    })
+    .await;
+    assert!(!ending.status.state.holds_allocation());
+    tokio::time::sleep(cl.kill_wait / 2).await;
+    let held = client.get_job(id).await.unwrap();
+    assert!(
+        held.status.state.has_flag("COMPLETING"),
+        "released early: {}",
+        held.status.state
+    );
+    assert_eq!(held.status.nodes, running.status.nodes);
+
+    // SIGKILL after KillWait ends it.
+    let done = wait_job(&client, id, cl.kill_wait + DEADLINE, "done", |j| {
+        !j.status.state.has_flag("COMPLETING")
+    })
+    .await;
+    assert_eq!(
+        done.status.state.base,
+        BaseState::Cancelled,
+        "{}",
+        done.status.state
+    );
+}
