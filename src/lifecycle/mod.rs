@@ -324,12 +324,17 @@ impl PodLife {
             // While binding, an ended job waits for the bind's answer: once the pod is
             // bound, the next poll evicts it.
             (Stage::Bound { job, .. }, JobView::Ended { state, reason }) => {
-                self.evict(job, format!("{state} ({reason})"), now, t, out);
+                let why = if reason.is_empty() || reason == "None" {
+                    format!("Slurm job {job} ended ({state})")
+                } else {
+                    format!("Slurm job {job} ended ({state}, reason {reason})")
+                };
+                self.evict(job, why, now, t, out);
             }
             (Stage::Bound { job, .. }, JobView::Gone) => {
                 self.evict(
                     job,
-                    "it is no longer known to Slurm".to_string(),
+                    format!("Slurm job {job} is no longer known to Slurm"),
                     now,
                     t,
                     out,
@@ -546,7 +551,7 @@ impl PodLife {
         out.push(Action::Event {
             kind: EventKind::Warning,
             reason: "SlurmJobEnded",
-            message: format!("Slurm job {job} ended, {why}; the pod is deleted"),
+            message: format!("{why}; the pod is deleted before Slurm's KillWait runs out"),
         });
         out.push(Action::Evict { job, grace });
         out.push(Action::WakeAt(deadline));

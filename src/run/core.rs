@@ -703,6 +703,11 @@ pub fn job_view(job: &JobStatus) -> JobView {
             },
             None => JobView::Pending { reason },
         },
+        // 22.05 reports only COMPLETING for a job being ended, whatever the cause.
+        BaseState::EndedUnknown => JobView::Ended {
+            state: "COMPLETING, cause not reported by this Slurm version".into(),
+            reason,
+        },
         _ => JobView::Ended {
             state: job.state.base.as_str().to_string(),
             reason,
