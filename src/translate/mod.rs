@@ -13,7 +13,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use slurm_client::{Exclusivity, PlaceholderJob, TimeLimit};
+use slurm_client::{Exclusivity, JobMarker, PlaceholderJob, TimeLimit};
 
 pub use annotations::{AnnotationKey, DEFAULT_PREFIX};
 pub use policy::{IdRanges, NamespacePolicy, Policies};
@@ -33,9 +33,6 @@ pub const DEFAULT_KILL_WAIT: Duration = Duration::from_secs(30);
 
 /// Default margin kept inside KillWait.
 pub const DEFAULT_TERMINATION_OFFSET: Duration = Duration::from_secs(5);
-
-/// Marks a job comment as ours. `slurm_client` parses it back: keep the two in step.
-const COMMENT_MARKER: &str = "slurm-pod-scheduler/v1";
 
 /// Slurm keeps `cpus_per_task` in 16 bits, the top value meaning "unset".
 pub const MAX_CPUS_PER_TASK: u128 = u16::MAX as u128 - 1;
@@ -101,9 +98,10 @@ pub fn is_ours(pod: &Pod, ctx: &TranslateContext) -> bool {
     pod.spec.as_ref().and_then(|s| s.scheduler_name.as_deref()) == Some(&ctx.scheduler_name)
 }
 
-/// The job comment that marks a job as ours and names its pod.
+/// The job comment that marks a job as ours and names its pod; `slurm_client` owns the
+/// format and parses it back.
 pub fn job_comment(scheduler_name: &str, pod_uid: &str) -> String {
-    format!("{COMMENT_MARKER} scheduler={scheduler_name} uid={pod_uid}")
+    JobMarker::new(scheduler_name, pod_uid).to_string()
 }
 
 /// A hash of everything in a pod that [`translate`] reads, to tell cheaply whether a pod

@@ -85,6 +85,10 @@ fn a_plain_pod_becomes_a_job() {
         excluded_nodes: vec![],
     };
     assert_eq!(got, want);
+    assert!(slurm_client::JobMarker::is_ours(
+        &got.comment,
+        DEFAULT_SCHEDULER_NAME
+    ));
 }
 
 #[test]
