@@ -119,18 +119,18 @@ start_slurmdbd() {
 # root and sps-test associated with both accounts and both QoS
 setup_accounting() {
   local u
-  CXT sacctmgr -i add cluster "$CLUSTER_NAME" >&2 || die "sacctmgr add cluster failed"
-  CXT sacctmgr -i add qos high >&2 || die "sacctmgr add qos failed"
+  CXT sacctmgr -i add cluster "$CLUSTER_NAME" >>"$D/log/sacctmgr.log" 2>&1 || die "sacctmgr add cluster failed"
+  CXT sacctmgr -i add qos high >>"$D/log/sacctmgr.log" 2>&1 || die "sacctmgr add qos failed"
   CXT sacctmgr -i add account research,ops Cluster="$CLUSTER_NAME" Organization=sps \
-    Description=test >&2 || die "sacctmgr add account failed"
+    Description=test >>"$D/log/sacctmgr.log" 2>&1 || die "sacctmgr add account failed"
   local users=(root "$TEST_USER")
   case $TOKEN_USER in root | "$TEST_USER") ;; *) users+=("$TOKEN_USER") ;; esac
   for u in "${users[@]}"; do
-    CXT sacctmgr -i add user "$u" Account=research,ops DefaultAccount=research >&2 ||
+    CXT sacctmgr -i add user "$u" Account=research,ops DefaultAccount=research >>"$D/log/sacctmgr.log" 2>&1 ||
       die "sacctmgr add user $u failed"
   done
   CXT sacctmgr -i modify user where name="$(IFS=,; echo "${users[*]}")" set qos=normal,high \
-    defaultqos=normal >&2 || die "sacctmgr modify user failed"
+    defaultqos=normal >>"$D/log/sacctmgr.log" 2>&1 || die "sacctmgr modify user failed"
 }
 
 # ---------------------------------------------------------------- slurm ----
@@ -271,10 +271,17 @@ stop_all() {
   cancel_all_jobs
   stop_role slurmrestd 10
   local r s c
+  local -a stoppers=()
   for r in $(manifest_roles); do
-    case $r in slurmd-*) stop_role "$r" 20 & ;; esac
+    case $r in slurmd-*)
+      stop_role "$r" 20 &
+      stoppers+=($!)
+      ;;
+    esac
   done
-  wait
+  # only these: a bare `wait` would also wait for mariadbd and slurmrestd,
+  # which this shell may have started in the background
+  [ ${#stoppers[@]} -eq 0 ] || wait "${stoppers[@]}"
   stop_role slurmctld 30
   for s in $(our_stepds); do
     log "killing leftover slurmstepd $s and its job processes"
