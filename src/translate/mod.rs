@@ -203,7 +203,7 @@ pub fn translate(pod: &Pod, ctx: &TranslateContext) -> Translation {
                 account: placement.account,
                 qos: placement.qos,
                 user_id: placement.user_id,
-                group_id: placement.group_id.or(placement.user_id),
+                group_id: placement.group_id,
                 exclusive,
                 time_limit: placement.time_limit,
                 reservation: placement.reservation,
@@ -294,6 +294,20 @@ fn placement(
                 }
             }
             (key, value) => unreachable!("check_value gave {value:?} for {key:?}"),
+        }
+    }
+
+    // The group defaults to the user's number, which the GID policy must allow as well.
+    if let (None, Some(uid)) = (placement.group_id, placement.user_id) {
+        let full_key = format!(
+            "{} (defaulted from user-id)",
+            AnnotationKey::GroupId.key(prefix)
+        );
+        let allowed = policy.and_then(|p| p.allowed_gids.as_ref());
+        if check_id(
+            &full_key, uid, "GID", namespace, policy, allowed, rejections,
+        ) {
+            placement.group_id = Some(uid);
         }
     }
     placement

@@ -320,8 +320,9 @@ pub fn unknown_annotation(key: &str, nearest: &str) -> Warning {
     Warning {
         kind: WarningKind::UnknownAnnotation,
         message: format!(
-            "Annotation {key} is not one this scheduler knows, so it is ignored; did you mean \
-             {nearest}?"
+            "Annotation {} is not one this scheduler knows, so it is ignored; did you mean \
+             {nearest}?",
+            key.escape_debug()
         ),
     }
 }

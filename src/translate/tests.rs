@@ -466,6 +466,30 @@ fn namespace_policy_pins_and_restricts() {
 }
 
 #[test]
+fn a_group_defaulted_from_the_user_obeys_the_gid_policy() {
+    let policy = NamespacePolicy {
+        allowed_gids: Some(IdRanges::parse(&["100"]).unwrap()),
+        ..Default::default()
+    };
+    let mut policies = Policies::default();
+    policies.namespaces.insert("default".into(), policy);
+    let ctx = TranslateContext {
+        policies,
+        ..Default::default()
+    };
+
+    let t = translate(&mk_pod(&[("user-id", "7001")]), &ctx);
+    assert_eq!(t.rejections.len(), 1, "{:#?}", t.rejections);
+    assert_eq!(t.rejections[0].cause, Cause::IdNotAllowed);
+    assert!(t.rejections[0]
+        .message
+        .contains("group-id (defaulted from user-id) is 7001"));
+
+    let job = job(&mk_pod(&[("user-id", "7001"), ("group-id", "100")]), &ctx);
+    assert_eq!((job.user_id, job.group_id), (Some(7001), Some(100)));
+}
+
+#[test]
 fn all_rejections_are_reported_at_once() {
     let mut pod = with_requests(
         mk_pod(&[("user-id", "alice"), ("exclusive", "yes")]),
