@@ -80,9 +80,16 @@ fn resource_list(group: &str, group_version: &str) -> Value {
                               "kind": "Binding", "verbs": ["create"]}));
     }
     for r in Resource::ALL.iter().filter(|r| r.group() == group) {
-        resources.push(json!({
+        let mut entry = json!({
             "name": r.plural(), "singularName": r.singular(), "namespaced": r.namespaced(),
-            "kind": r.kind(), "verbs": verbs(*r), "shortNames": r.short_names()}));
+            "kind": r.kind(), "verbs": verbs(*r)});
+        if !r.short_names().is_empty() {
+            entry["shortNames"] = json!(r.short_names());
+        }
+        if *r == Resource::Pods {
+            entry["categories"] = json!(["all"]);
+        }
+        resources.push(entry);
         for (sub, kind, sub_verbs) in r.subresources() {
             let mut entry = json!({"name": format!("{}/{sub}", r.plural()), "singularName": "",
                                    "namespaced": r.namespaced(), "kind": kind, "verbs": sub_verbs});
@@ -93,8 +100,12 @@ fn resource_list(group: &str, group_version: &str) -> Value {
             resources.push(entry);
         }
     }
-    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
-           "resources": resources})
+    let mut list = json!({"kind": "APIResourceList", "groupVersion": group_version,
+                          "resources": resources});
+    if !group.is_empty() {
+        list["apiVersion"] = json!("v1");
+    }
+    list
 }
 
 /// An OpenAPI v2 document without definitions. kubectl 1.28 downloads it (as protobuf)

@@ -91,7 +91,7 @@ pub(crate) fn parse_rv(raw: Option<&str>) -> ApiResult<Option<u64>> {
     }
 }
 
-fn decode_continue(token: &str) -> ApiResult<(u64, String)> {
+fn decode_continue(token: &str) -> ApiResult<(Option<u64>, String)> {
     let invalid = |why: String| {
         ApiError::bad_request(format!("invalid continue token: continue key is not valid: {why}"))
     };
@@ -99,12 +99,11 @@ fn decode_continue(token: &str) -> ApiResult<(u64, String)> {
         .decode(token.trim_end_matches('='))
         .map_err(|e| invalid(format!("illegal base64 data: {e}")))?;
     let parsed: Value = serde_json::from_slice(&bytes).map_err(|_| invalid(go_json_error(&bytes)))?;
-    let rv = parsed["rv"].as_i64().unwrap_or(-1);
+    // A token without a positive version (the one a 410 hands out) continues at the
+    // current state instead of a snapshot.
+    let rv = parsed["rv"].as_i64().filter(|rv| *rv > 0).map(|rv| rv as u64);
     let start = parsed["start"].as_str().unwrap_or_default();
-    if rv <= 0 && !start.is_empty() {
-        return Ok((0, start.trim_end_matches('\u{0}').to_string()));
-    }
-    Ok((rv.max(0) as u64, start.trim_end_matches('\u{0}').to_string()))
+    Ok((rv, start.trim_end_matches('\u{0}').to_string()))
 }
 
 /// The first complaint Go's JSON decoder has about a byte string, which is what
@@ -159,7 +158,7 @@ pub(crate) fn list(req: ApiRequest<'_>) -> ApiResult<Response> {
     let (start, token_rv) = match req.query.get("continue").filter(|c| !c.is_empty()) {
         Some(token) => {
             let (token_rv, start) = decode_continue(token)?;
-            if token_rv < oldest {
+            if token_rv.is_some_and(|rv| rv < oldest) {
                 let mut e = ApiError::expired(
                     "The provided continue parameter is too old to display a consistent list \
                      result. You can start a new list without the continue parameter, or use the \
@@ -171,7 +170,7 @@ pub(crate) fn list(req: ApiRequest<'_>) -> ApiResult<Response> {
                 e.continue_token = Some(encode_continue(-1, &start));
                 return Err(e);
             }
-            (Some(format!("{prefix}{start}")), Some(token_rv))
+            (Some(format!("{prefix}{start}")), token_rv)
         }
         None => (None, None),
     };
@@ -180,7 +179,7 @@ pub(crate) fn list(req: ApiRequest<'_>) -> ApiResult<Response> {
     // watch cache (a version given, not read from storage) reports the cache's version:
     // the newest event of this resource, not the global counter.
     let cache_rv = rv.filter(|_| !from_storage).map(|asked| page.table_rv.max(asked));
-    let list_rv = token_rv.filter(|v| *v > 0).or(cache_rv).unwrap_or(page.rv);
+    let list_rv = token_rv.or(cache_rv).unwrap_or(page.rv);
     let mut metadata = serde_json::Map::new();
     metadata.insert("resourceVersion".into(), json!(list_rv.to_string()));
     if let Some(next) = &page.next_key {

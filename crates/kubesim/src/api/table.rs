@@ -32,6 +32,11 @@ fn columns(resource: Resource) -> Vec<Value> {
             column("Roles", 0, ""),
             column("Age", 0, ""),
             column("Version", 0, ""),
+            column("Internal-IP", 1, ""),
+            column("External-IP", 1, ""),
+            column("OS-Image", 1, ""),
+            column("Kernel-Version", 1, ""),
+            column("Container-Runtime", 1, ""),
         ],
         Resource::Namespaces => {
             vec![column("Name", 0, "name"), column("Status", 0, ""), column("Age", 0, "")]
@@ -122,8 +127,29 @@ fn cells(resource: Resource, obj: &Value) -> Vec<Value> {
             if obj["spec"]["unschedulable"] == true {
                 status.push_str(",SchedulingDisabled");
             }
-            let version = or_none(&obj["status"]["nodeInfo"]["kubeletVersion"]);
-            vec![name, json!(status), json!("<none>"), age, version]
+            let info = &obj["status"]["nodeInfo"];
+            let address = |ty: &str| {
+                obj["status"]["addresses"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|x| x["type"] == ty))
+                    .map_or(json!("<none>"), |x| or_none(&x["address"]))
+            };
+            let unknown = |v: &Value| match v.as_str() {
+                Some(s) if !s.is_empty() => json!(s),
+                _ => json!("<unknown>"),
+            };
+            vec![
+                name,
+                json!(status),
+                json!("<none>"),
+                age,
+                json!(info["kubeletVersion"].as_str().unwrap_or_default()),
+                address("InternalIP"),
+                address("ExternalIP"),
+                unknown(&info["osImage"]),
+                unknown(&info["kernelVersion"]),
+                unknown(&info["containerRuntimeVersion"]),
+            ]
         }
         Resource::Namespaces => vec![name, json!(obj["status"]["phase"].as_str().unwrap_or("")), age],
         Resource::Leases => vec![name, or_none(&obj["spec"]["holderIdentity"]), age],
