@@ -35,6 +35,13 @@ pub enum ConfigError {
     /// A key has a value that cannot work.
     #[error("configuration key {key}: {message}")]
     Invalid { key: String, message: String },
+    /// A key of a configuration file has a value that cannot work.
+    #[error("configuration file {path}: key {key}: {message}")]
+    InvalidInFile {
+        path: String,
+        key: String,
+        message: String,
+    },
 }
 
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -230,7 +237,14 @@ impl FileConfig {
                 message: e.to_string(),
             })?
         };
-        config.check()?;
+        config.check().map_err(|e| match e {
+            ConfigError::Invalid { key, message } => ConfigError::InvalidInFile {
+                path: origin.to_string(),
+                key,
+                message,
+            },
+            other => other,
+        })?;
         Ok(config)
     }
 

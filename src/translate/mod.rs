@@ -250,17 +250,16 @@ fn placement(
 ) -> Placement {
     let mut values: BTreeMap<AnnotationKey, &str> = raw.clone();
     for (key, pinned) in policy.iter().flat_map(|p| &p.pinned) {
-        match raw.get(key) {
-            Some(value) if value != pinned => rejections.push(rejection::pinned_annotation(
+        if let Some(value) = raw.get(key).filter(|v| *v != pinned) {
+            rejections.push(rejection::pinned_annotation(
                 &key.key(prefix),
                 value,
                 pinned,
                 namespace,
-            )),
-            _ => {
-                values.insert(*key, pinned);
-            }
+            ));
         }
+        // The pinned value is the one judged and used, so a conflict is reported once.
+        values.insert(*key, pinned);
     }
 
     let mut placement = Placement::default();

@@ -432,7 +432,10 @@ fn namespace_policy_pins_and_restricts() {
     );
     assert!(in_ns("default", &[("account", "research")]).is_schedulable());
 
-    let t = in_ns("default", &[("account", "ops"), ("partition", "gpu")]);
+    let t = in_ns(
+        "default",
+        &[("account", "ops\"; reboot"), ("partition", "gpu")],
+    );
     assert_eq!(
         causes(&t),
         vec![Cause::PinnedAnnotation, Cause::PinnedAnnotation]
