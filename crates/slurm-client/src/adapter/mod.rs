@@ -9,6 +9,9 @@ pub(crate) mod wire;
 #[cfg(test)]
 mod fixture_tests;
 
+#[cfg(test)]
+mod body_tests;
+
 use serde_json::Value;
 
 use crate::error::{Error, Result, SlurmError};
