@@ -88,15 +88,16 @@ DB_SOCK() { echo "$DREAL/run/mariadb.sock"; }
 db_sql() { mariadb --no-defaults -S "$(DB_SOCK)" -u root -e "$1"; }
 
 start_mariadb() {
-  rm -rf "$DREAL/db"
-  mkdir -p "$DREAL/db"
-  mariadb-install-db --no-defaults --user=root --datadir="$DREAL/db" --skip-test-db \
+  rm -rf "$DREAL/db" "$DREAL/dbtmp"
+  # a tmpdir of its own: two clusters installing at once collided in /tmp
+  mkdir -p "$DREAL/db" "$DREAL/dbtmp"
+  mariadb-install-db --no-defaults --user=root --datadir="$DREAL/db" --tmpdir="$DREAL/dbtmp" --skip-test-db \
     --auth-root-authentication-method=socket >>"$D/log/mariadb-install.log" 2>&1 || {
     dump_logs
     die "mariadb-install-db failed"
   }
   start_foreground mariadbd "$(readlink -f /usr/sbin/mariadbd)" \
-    /usr/sbin/mariadbd --no-defaults --user=root --datadir="$DREAL/db" --socket="$(DB_SOCK)" \
+    /usr/sbin/mariadbd --no-defaults --user=root --datadir="$DREAL/db" --tmpdir="$DREAL/dbtmp" --socket="$(DB_SOCK)" \
     --port="$DB_PORT" --bind-address=127.0.0.1 --skip-name-resolve --pid-file="$DREAL/run/mariadbd.pid.own" \
     --log-error="$DREAL/log/mariadbd.err" --innodb-buffer-pool-size=64M
   wait_for 60 "MariaDB" db_sql "SELECT 1" || {
