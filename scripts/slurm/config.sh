@@ -178,7 +178,7 @@ write_configs() {
   chmod 600 "$D/etc/munge.key" "$D/etc/jwt_hs256.key"
   gen_slurm_conf >"$D/etc/slurm.conf"
   gen_gres_conf >"$D/etc/gres.conf"
-  rm -rf "$D/dev"
+  rm -rf "${D:?}/dev"
   mkdir -p "$D/dev"
   local g
   for ((g = 0; g < GPUS; g++)); do : >"$D/dev/gpu$g"; done

@@ -253,7 +253,7 @@ cancel_all_jobs() {
   log "cancelling $(wc -w <<<"$jobs") job(s)"
   # newest first: a pending job handed the CPUs of a cancelled one while it
   # is being cancelled itself would linger in COMPLETING for KillWait
-  # shellcheck disable=SC2086
+  # shellcheck disable=SC2046
   CX timeout 60 scancel $(tr ' ' '\n' <<<"$jobs" | sort -rn) 2>/dev/null || true
   end=$((SECONDS + KILL_WAIT + 20))
   while [ "$SECONDS" -lt "$end" ]; do
