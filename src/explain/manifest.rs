@@ -44,10 +44,8 @@ pub struct Manifest {
 pub fn read(text: &str) -> Result<Manifest, ManifestError> {
     let mut manifest = Manifest::default();
     for (first_line, document) in documents(text) {
-        // Blank lines in front keep serde_yaml's line numbers those of the whole file.
-        let padded = format!("{}{document}", "\n".repeat(first_line - 1));
         let value: serde_yaml::Value =
-            serde_yaml::from_str(&padded).map_err(located(first_line))?;
+            serde_yaml::from_str(&document).map_err(located(first_line, first_line))?;
         if value.is_null() {
             continue;
         }
@@ -56,7 +54,11 @@ pub fn read(text: &str) -> Result<Manifest, ManifestError> {
             .lines()
             .position(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
             .map_or(first_line, |offset| first_line + offset);
-        read_object(&value, Some(&padded), content_line, &mut manifest)?;
+        let source = Source {
+            text: &document,
+            first_line,
+        };
+        read_object(&value, Some(source), content_line, &mut manifest)?;
     }
     Ok(manifest)
 }
@@ -91,7 +93,16 @@ fn documents(text: &str) -> Vec<(usize, String)> {
     documents
 }
 
-fn located(fallback_line: usize) -> impl Fn(serde_yaml::Error) -> ManifestError {
+/// A document's text and the line of the file it starts on.
+#[derive(Clone, Copy)]
+struct Source<'a> {
+    text: &'a str,
+    first_line: usize,
+}
+
+/// Turns a serde_yaml error about a document starting at `first_line` into one whose line
+/// numbers are those of the whole file; `fallback_line` when the error has no location.
+fn located(first_line: usize, fallback_line: usize) -> impl Fn(serde_yaml::Error) -> ManifestError {
     move |e| {
         let mut message = e.to_string();
         let line = match e.location() {
@@ -100,18 +111,39 @@ fn located(fallback_line: usize) -> impl Fn(serde_yaml::Error) -> ManifestError 
                 if let Some(stripped) = message.strip_suffix(&suffix) {
                     message = stripped.to_string();
                 }
-                location.line()
+                first_line - 1 + location.line()
             }
             None => fallback_line,
         };
-        ManifestError { line, message }
+        ManifestError {
+            line,
+            message: shift_lines(&message, first_line - 1),
+        }
     }
+}
+
+/// Adds `offset` to every "line N" in a message ("while scanning ... at line 3 column 5").
+fn shift_lines(message: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("line ") {
+        let (before, after) = rest.split_at(at + "line ".len());
+        out.push_str(before);
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        match after[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&(n + offset).to_string()),
+            Err(_) => out.push_str(&after[..digits]),
+        }
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Reads one object; `source` is its text when it is a whole document (for line numbers).
 fn read_object(
     value: &serde_yaml::Value,
-    source: Option<&str>,
+    source: Option<Source>,
     line: usize,
     manifest: &mut Manifest,
 ) -> Result<(), ManifestError> {
@@ -212,12 +244,12 @@ fn read_object(
 /// numbers), else from the value (items of a List).
 fn parse<T: DeserializeOwned>(
     value: &serde_yaml::Value,
-    source: Option<&str>,
+    source: Option<Source>,
     line: usize,
 ) -> Result<T, ManifestError> {
     match source {
-        Some(text) => serde_yaml::from_str(text).map_err(located(line)),
-        None => serde_yaml::from_value(value.clone()).map_err(located(line)),
+        Some(s) => serde_yaml::from_str(s.text).map_err(located(s.first_line, line)),
+        None => serde_yaml::from_value(value.clone()).map_err(located(1, line)),
     }
 }
 
@@ -316,6 +348,22 @@ items:
             let err = read(text).unwrap_err();
             assert_eq!(err.line, line, "{text:?}: {err}");
             assert!(err.message.contains(part), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn every_line_number_in_a_message_is_shifted() {
+        let table = [
+            (
+                "found x at line 3 column 5, while scanning at line 2 column 1",
+                10,
+                "found x at line 13 column 5, while scanning at line 12 column 1",
+            ),
+            ("no line here", 10, "no line here"),
+            ("line", 1, "line"),
+        ];
+        for (message, offset, want) in table {
+            assert_eq!(shift_lines(message, offset), want);
         }
     }
 
