@@ -80,13 +80,28 @@ mirror_url() {
   echo "${u:-http://deb.debian.org/debian}"
 }
 
-# The rootfs is shared by every 24.11 cluster: one lock serialises creating
-# it and installing into it. A marker says it is complete.
-ensure_rootfs() {
-  local marker=$ROOTFS/.sps-rootfs-ok
+# The rootfs is shared by every 24.11 cluster: one lock (fd 8) serialises
+# creating it, installing into it, and mounting or unmounting its /proc,
+# /sys and /dev against clusters starting or stopping. Held once per process.
+lock_rootfs() {
+  [ -z "${ROOTFS_LOCKED:-}" ] || return 0
   mkdir -p "$(dirname "$ROOTFS")"
   exec 8>"$ROOTFS.lock"
   flock -w 900 8 || die "another slurm-cluster holds $ROOTFS.lock for 15 minutes"
+  ROOTFS_LOCKED=1
+}
+
+unlock_rootfs() {
+  [ -n "${ROOTFS_LOCKED:-}" ] || return 0
+  exec 8>&-
+  ROOTFS_LOCKED=
+}
+
+# A marker says the rootfs is complete. Returns with the lock held: the
+# caller releases it once its daemons run (see release_mounts).
+ensure_rootfs() {
+  local marker=$ROOTFS/.sps-rootfs-ok
+  lock_rootfs
 
   if [ ! -f "$marker" ]; then
     if [ -e "$ROOTFS" ] && [ -n "$(ls -A "$ROOTFS" 2>/dev/null)" ]; then
@@ -132,7 +147,6 @@ ensure_rootfs() {
   if ! grep -qE "^127\.0\.0\.1[[:space:]].*[[:space:]]$host([[:space:]]|\$)" "$ROOTFS/etc/hosts" 2>/dev/null; then
     printf '127.0.0.1\tlocalhost %s\n::1\tlocalhost ip6-localhost ip6-loopback\n' "$host" >"$ROOTFS/etc/hosts"
   fi
-  exec 8>&-
 }
 
 # /proc, /sys, /dev, /dev/pts inside the rootfs, each only if not mounted
@@ -158,6 +172,18 @@ ensure_mounts() {
 release_mounts() {
   local list=$ROOTFS/.sps-mounts d
   [ -s "$list" ] || return 0
+  # A cluster starting meanwhile holds the lock until its daemons run: then
+  # its mounts stay. Only a short wait: a start of this very cluster may hold
+  # the rootfs lock while it waits for our cluster lock.
+  if [ -z "${ROOTFS_LOCKED:-}" ]; then
+    exec 8>"$ROOTFS.lock"
+    if ! flock -w 5 8; then
+      exec 8>&-
+      log "$ROOTFS is busy (a cluster is starting): its mounts stay"
+      return 0
+    fi
+    ROOTFS_LOCKED=1
+  fi
   for d in "$ROOTFS"/.sps-clusters/*; do
     [ -L "$d" ] || continue
     [ "$(readlink -f "$d")" != "$DREAL" ] || continue
