@@ -506,3 +506,43 @@ fn a_directory_is_every_manifest_in_it() {
         .collect();
     assert_eq!(rejected, ["default-grace", "username-as-uid"]);
 }
+
+#[test]
+fn hostile_values_are_refused_and_the_json_stays_whole() {
+    // ACCEPTANCE 16 through the binary: newline, quotes, $(...), 10 000 characters.
+    let long = "x".repeat(10_000);
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: hostile
+  annotations:
+    sunk.coreweave.com/partition: "batch\nhpc-prod"
+    sunk.coreweave.com/account: "ops\"; scancel -u root; echo \""
+    sunk.coreweave.com/qos: "$(reboot)"
+    sunk.coreweave.com/reservation: "{long}"
+spec:
+  schedulerName: slurm-pod-scheduler
+  terminationGracePeriodSeconds: 3
+  containers:
+  - name: c
+    resources: {{requests: {{cpu: 1, memory: 1Gi}}}}
+"#
+    );
+    let output = explain(&["-f", "-", "-o", "json"], &manifest, &[]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let json = json_of(&output);
+    let pod = &json["pods"][0];
+    assert_eq!(pod["job"], Value::Null);
+    let rejections = pod["rejections"].as_array().unwrap();
+    assert_eq!(rejections.len(), 4, "{rejections:#?}");
+    for r in rejections {
+        let message = r["message"].as_str().unwrap();
+        assert_eq!(r["reason"], "InvalidPod");
+        assert!(!message.contains('\n') && message.len() < 600, "{message}");
+    }
+    assert!(
+        output.stdout.len() < 5_000,
+        "the 10 000 characters were echoed"
+    );
+}
