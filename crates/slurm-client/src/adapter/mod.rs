@@ -93,13 +93,12 @@ impl Adapter {
         format!("/slurm/{}/{rest}", self.version)
     }
 
-    /// The `update_time` query value: v0.0.38 and v0.0.42 take epoch seconds, v0.0.40 and
-    /// v0.0.41 reject them (422) and want a time string, percent-encoded (a bare `:`
-    /// makes slurmrestd answer 400).
-    pub fn update_time_query(&self, epoch: u64) -> String {
+    /// The `update_time` query value: v0.0.38 and v0.0.42 take epoch seconds; v0.0.40 and
+    /// v0.0.41 reject them (422) and get a time relative to slurmctld's `now`.
+    pub fn update_time_query(&self, epoch: u64, now: u64) -> String {
         match self.version {
             ApiVersion::V0038 | ApiVersion::V0042 => epoch.to_string(),
-            ApiVersion::V0040 | ApiVersion::V0041 => v004x::slurm_time_string(epoch),
+            ApiVersion::V0040 | ApiVersion::V0041 => v004x::relative_time(epoch, now),
         }
     }
 

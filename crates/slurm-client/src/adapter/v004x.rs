@@ -87,32 +87,19 @@ pub(super) fn submit_body(
     Ok(json!({"job": Value::Object(j)}))
 }
 
-/// `2026-12-04T15%3A33%3A59` for an epoch, UTC (slurmctld's local time on the clusters
-/// this runs against; see the crate README), already percent-encoded for a query string.
-pub(super) fn slurm_time_string(epoch: u64) -> String {
-    let days = (epoch / 86_400) as i64;
-    let secs = epoch % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}%3A{:02}%3A{:02}",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
+/// Seconds of slack for clock skew between this host and slurmctld: asking for a little
+/// more than needed only makes a changed answer come a bit more often.
+const SKEW_MARGIN_SECS: u64 = 2;
 
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+/// `now-<N>seconds` for an epoch: v0.0.40 and v0.0.41 refuse epochs and read absolute time
+/// strings in slurmctld's local time zone, which we do not know (a US-zone slurmctld would
+/// read a UTC string as hours in the future and report "no changes" for ever). A time
+/// relative to slurmctld's own `now` avoids the zone; the margin covers clock skew.
+pub(super) fn relative_time(epoch: u64, now: u64) -> String {
+    format!(
+        "now-{}seconds",
+        now.saturating_sub(epoch) + SKEW_MARGIN_SECS
+    )
 }
 
 #[cfg(test)]
@@ -120,10 +107,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn time_strings_match_slurm() {
-        // 1796398439 is 2026-12-04T15:33:59 UTC (seen in a real slurmrestd warning).
-        assert_eq!(slurm_time_string(1_796_398_439), "2026-12-04T15%3A33%3A59");
-        assert_eq!(slurm_time_string(0), "1970-01-01T00%3A00%3A00");
-        assert_eq!(slurm_time_string(951_782_400), "2000-02-29T00%3A00%3A00");
+    fn relative_times_cover_the_gap_and_skew() {
+        assert_eq!(relative_time(1_000, 1_010), "now-12seconds");
+        assert_eq!(relative_time(1_010, 1_010), "now-2seconds");
+        // Our clock behind slurmctld's: never a time in the future.
+        assert_eq!(relative_time(1_020, 1_010), "now-2seconds");
     }
 }

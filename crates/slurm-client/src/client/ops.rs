@@ -245,7 +245,10 @@ impl SlurmClient {
                 let path = match since {
                     // Minus one: a change within the same second as the last answer would
                     // otherwise be missed; duplicates are harmless.
-                    Some(t) => a.path(&format!("jobs/?update_time={}", a.update_time_query(t - 1))),
+                    Some(t) => {
+                        let q = a.update_time_query(t - 1, epoch(requested_at));
+                        a.path(&format!("jobs/?update_time={q}"))
+                    }
                     None => a.path("jobs/"),
                 };
                 let ans = self.send(a, "jobs", Method::GET, &path, None, true).await?;

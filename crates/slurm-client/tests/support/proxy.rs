@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 /// A running proxy; it stops with the test's runtime.
 pub struct Proxy {
     pub addr: SocketAddr,
+    upstream: tokio::sync::watch::Sender<String>,
     drop_submits: Arc<AtomicUsize>,
     dropped: Arc<AtomicUsize>,
 }
@@ -23,21 +24,30 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let drop_submits = Arc::new(AtomicUsize::new(0));
         let dropped = Arc::new(AtomicUsize::new(0));
-        let upstream = upstream.to_string();
+        let (tx, rx) = tokio::sync::watch::channel(upstream.to_string());
         let (ds, dd) = (drop_submits.clone(), dropped.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (up, ds, dd) = (upstream.clone(), ds.clone(), dd.clone());
+                let (ds, dd) = (ds.clone(), dd.clone());
+                let mut changes = rx.clone();
+                let up = changes.borrow_and_update().clone();
                 tokio::spawn(async move {
-                    let _ = serve(client, &up, ds, dd).await;
+                    let _ = serve(client, &up, ds, dd, &mut changes).await;
                 });
             }
         });
         Proxy {
             addr,
+            upstream: tx,
             drop_submits,
             dropped,
         }
+    }
+
+    /// Points the proxy at another slurmrestd and closes every open connection, as a
+    /// restart of slurmrestd would (an upgrade, seen by the client at the same address).
+    pub fn switch_upstream(&self, upstream: &str) {
+        self.upstream.send_replace(upstream.to_string());
     }
 
     pub fn url(&self) -> String {
@@ -63,6 +73,7 @@ async fn serve(
     upstream: &str,
     drop_submits: Arc<AtomicUsize>,
     dropped: Arc<AtomicUsize>,
+    upstream_changes: &mut tokio::sync::watch::Receiver<String>,
 ) -> std::io::Result<()> {
     let mut server = TcpStream::connect(upstream).await?;
     let mut cbuf = vec![0u8; 64 * 1024];
@@ -70,6 +81,7 @@ async fn serve(
     let mut dropping = false;
     loop {
         tokio::select! {
+            _ = upstream_changes.changed() => return Ok(()),
             n = client.read(&mut cbuf) => {
                 let n = n?;
                 if n == 0 {
