@@ -237,12 +237,15 @@ our_stepds() {
   done
 }
 
-descendants() { # deepest first
-  local c
-  for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do
-    descendants "$c"
-    echo "$c"
-  done
+# descendants PID: deepest first, read from /proc (procps may be missing)
+descendants() {
+  # "pid ppid" of every process; the name in field 2 may hold spaces, so
+  # the parent is the second field after its closing ")"
+  awk '{ i = match($0, /\) [A-Za-z] [0-9]+/); if (i) { split(substr($0, i + 4), f, " "); print $1, f[1] } }' \
+    /proc/[0-9]*/stat 2>/dev/null | awk -v root="$1" '
+      { kids[$2] = kids[$2] " " $1 }
+      function walk(p,   n, a, i) { n = split(kids[p], a, " "); for (i = 1; i <= n; i++) { walk(a[i]); print a[i] } }
+      END { walk(root) }'
 }
 
 cancel_all_jobs() {
