@@ -194,8 +194,8 @@ fn submit_answers_and_rejections() {
     let asked = Asked {
         partition: Some("nosuch"),
         constraint: Some("arm"),
-        account: None,
-        qos: None,
+        account: Some("nosuchaccount"),
+        qos: Some("nosuchqos"),
         gres: None,
         reservation: None,
         cpus: 64,
@@ -228,6 +228,17 @@ fn submit_answers_and_rejections() {
         assert_eq!(
             reject("submit_bad_feature"),
             "no node has features `arm`",
+            "{v}"
+        );
+        // Recorded against --accounting clusters.
+        assert_eq!(
+            reject("submit_bad_account"),
+            "account `nosuchaccount` does not exist or may not use this partition",
+            "{v}"
+        );
+        assert_eq!(
+            reject("submit_bad_qos"),
+            "QoS `nosuchqos` does not exist or is not allowed for this account",
             "{v}"
         );
         let too_big = reject("submit_too_big_node");
