@@ -12,7 +12,11 @@ use crate::resource::Resource;
 use crate::{events, meta, pods};
 
 /// Turn a create body into the object to store (core form for events).
-pub fn prepare_create(resource: Resource, mut obj: Value, namespace: Option<&str>) -> ApiResult<Value> {
+pub fn prepare_create(
+    resource: Resource,
+    mut obj: Value,
+    namespace: Option<&str>,
+) -> ApiResult<Value> {
     if resource == Resource::Events {
         events::validate_events_v1(&obj)?;
         let name = meta::name(&obj).to_string();
@@ -22,7 +26,11 @@ pub fn prepare_create(resource: Resource, mut obj: Value, namespace: Option<&str
     meta::drop_nulls(&mut obj);
     meta::stamp_new(&mut obj, namespace);
     obj["kind"] = json!(resource.kind());
-    obj["apiVersion"] = json!(if resource == Resource::Events { "v1" } else { resource.api_version() });
+    obj["apiVersion"] = json!(if resource == Resource::Events {
+        "v1"
+    } else {
+        resource.api_version()
+    });
     match resource {
         Resource::Pods => {
             pods::validate_new(&obj)?;
@@ -57,10 +65,21 @@ fn default_node(node: &mut Value) {
     if status.get("daemonEndpoints").is_none() {
         status["daemonEndpoints"] = json!({"kubeletEndpoint": {"Port": 0}});
     }
-    let info = status.as_object_mut().expect("status is an object").entry("nodeInfo").or_insert_with(|| json!({}));
+    let info = status
+        .as_object_mut()
+        .expect("status is an object")
+        .entry("nodeInfo")
+        .or_insert_with(|| json!({}));
     for field in [
-        "machineID", "systemUUID", "bootID", "kernelVersion", "osImage",
-        "containerRuntimeVersion", "kubeletVersion", "kubeProxyVersion", "operatingSystem",
+        "machineID",
+        "systemUUID",
+        "bootID",
+        "kernelVersion",
+        "osImage",
+        "containerRuntimeVersion",
+        "kubeletVersion",
+        "kubeProxyVersion",
+        "operatingSystem",
         "architecture",
     ] {
         if info.get(field).is_none() {
@@ -131,7 +150,9 @@ pub fn normalize_conditions(resource: Resource, obj: &mut Value) {
         Resource::Nodes => &["lastHeartbeatTime", "lastTransitionTime"],
         _ => return,
     };
-    let Some(conditions) = obj.pointer_mut("/status/conditions").and_then(Value::as_array_mut)
+    let Some(conditions) = obj
+        .pointer_mut("/status/conditions")
+        .and_then(Value::as_array_mut)
     else {
         return;
     };
@@ -166,7 +187,9 @@ pub fn unknown_fields(resource: Resource, input: &Value) -> (Vec<String>, Option
         Resource::CoreEvents => round_trip::<core::v1::Event>(input),
         Resource::Events => round_trip::<ev::v1::Event>(input),
     };
-    let Some(known) = known else { return (Vec::new(), None) };
+    let Some(known) = known else {
+        return (Vec::new(), None);
+    };
     let mut out = Vec::new();
     missing_paths(input, &known, "", &mut out);
     if out.is_empty() {
@@ -205,7 +228,11 @@ fn missing_paths(input: &Value, known: &Value, path: &str, out: &mut Vec<String>
     match (input, known) {
         (Value::Object(i), Value::Object(k)) => {
             for (key, value) in i {
-                let child = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
                 match k.get(key) {
                     Some(kv) => missing_paths(value, kv, &child, out),
                     None if !value.is_null() => out.push(child),
@@ -230,10 +257,15 @@ pub fn field_validation(
     mode: Option<&str>,
 ) -> ApiResult<Vec<String>> {
     let (unknown, cleaned) = unknown_fields(resource, input);
-    let Some(cleaned) = cleaned else { return Ok(Vec::new()) };
+    let Some(cleaned) = cleaned else {
+        return Ok(Vec::new());
+    };
     let kind = resource.kind();
     if mode == Some("Strict") {
-        let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+        let list: Vec<String> = unknown
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect();
         let version = resource.api_version();
         return Err(ApiError::bad_request(format!(
             "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding \
@@ -245,7 +277,10 @@ pub fn field_validation(
     if mode == Some("Ignore") {
         return Ok(Vec::new());
     }
-    Ok(unknown.iter().map(|f| format!("299 - \"unknown field \\\"{f}\\\"\"")).collect())
+    Ok(unknown
+        .iter()
+        .map(|f| format!("299 - \"unknown field \\\"{f}\\\"\""))
+        .collect())
 }
 
 #[cfg(test)]

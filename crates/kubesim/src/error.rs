@@ -68,26 +68,42 @@ impl ApiError {
 
     /// 404 `<plural> "<name>" not found`.
     pub fn not_found(plural: &str, group: &str, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{name}\" not found", qualified(plural, group)))
-            .with_details(details(name, group, plural))
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", qualified(plural, group)),
+        )
+        .with_details(details(name, group, plural))
     }
 
     /// 404 for a path the double does not serve.
     pub fn no_route() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
-            .with_details(json!({}))
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .with_details(json!({}))
     }
 
     /// 409 `<plural> "<name>" already exists`.
     pub fn already_exists(plural: &str, group: &str, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", qualified(plural, group)))
-            .with_details(details(name, group, plural))
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", qualified(plural, group)),
+        )
+        .with_details(details(name, group, plural))
     }
 
     /// 409 `Operation cannot be fulfilled on <what> "<name>": <why>`.
     pub fn conflict(what: &str, group: &str, kind: &str, name: &str, why: &str) -> Self {
-        Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {what} \"{name}\": {why}"))
-            .with_details(details(name, group, kind))
+        Self::new(
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {what} \"{name}\": {why}"),
+        )
+        .with_details(details(name, group, kind))
     }
 
     /// 409 for an update carrying a stale resourceVersion.
@@ -163,8 +179,12 @@ impl ApiError {
 
     /// 405 for a verb a resource does not support.
     pub fn method_not_allowed(verb: &str) -> Self {
-        Self::new(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource ({verb})"))
-            .with_details(json!({}))
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            format!("the server does not allow this method on the requested resource ({verb})"),
+        )
+        .with_details(json!({}))
     }
 
     /// 415 for a body type the double does not decode.
@@ -215,10 +235,15 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
-        let mut resp = (code, [(axum::http::header::CONTENT_TYPE, "application/json")], body)
+        let mut resp = (
+            code,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
             .into_response();
         if let Some(secs) = self.retry_after {
-            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         resp
     }

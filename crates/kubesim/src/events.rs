@@ -18,8 +18,16 @@ const RENAMED: &[(&str, &str)] = &[
 ];
 
 /// Fields with the same name in both APIs.
-const SHARED: &[&str] =
-    &["metadata", "eventTime", "series", "reportingInstance", "action", "reason", "related", "type"];
+const SHARED: &[&str] = &[
+    "metadata",
+    "eventTime",
+    "series",
+    "reportingInstance",
+    "action",
+    "reason",
+    "related",
+    "type",
+];
 
 /// A stored core event as `events.k8s.io/v1`.
 pub fn to_events_v1(core: &Value) -> Value {
@@ -103,7 +111,11 @@ pub fn validate_events_v1_update(new: &Value, old_core: &Value) -> ApiResult<()>
             "Event",
             "",
             meta::name(new),
-            &[("message", "FieldValueInvalid", format!("Invalid value: {note}: field is immutable"))],
+            &[(
+                "message",
+                "FieldValueInvalid",
+                format!("Invalid value: {note}: field is immutable"),
+            )],
         ));
     }
     Ok(())
@@ -124,7 +136,14 @@ mod tests {
         assert_eq!(core["involvedObject"]["name"], "p");
         assert_eq!(core["reportingComponent"], "s");
         let back = to_events_v1(&core);
-        for f in ["note", "regarding", "reportingController", "action", "reason", "type"] {
+        for f in [
+            "note",
+            "regarding",
+            "reportingController",
+            "action",
+            "reason",
+            "type",
+        ] {
             assert_eq!(back[f], new[f], "{f}");
         }
         assert_eq!(back["deprecatedSource"], json!({}));

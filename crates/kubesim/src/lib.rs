@@ -14,6 +14,7 @@
 
 pub mod admit;
 mod api;
+pub mod deletion;
 pub mod error;
 pub mod events;
 pub mod meta;

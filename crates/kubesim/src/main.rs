@@ -34,7 +34,10 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     if !args.listen.ip().is_loopback() {
-        anyhow::bail!("refusing to listen on {}: kubesim serves loopback only", args.listen);
+        anyhow::bail!(
+            "refusing to listen on {}: kubesim serves loopback only",
+            args.listen
+        );
     }
     let config = kubesim::Config {
         listen: args.listen,
@@ -44,10 +47,14 @@ async fn main() -> anyhow::Result<()> {
     };
     let server = kubesim::Server::start(config).await?;
     if let Some(path) = &args.kubeconfig_out {
-        server.write_kubeconfig(path).with_context(|| format!("writing {}", path.display()))?;
+        server
+            .write_kubeconfig(path)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     println!("kubesim listening on {}", server.url());
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     server.shutdown().await;
     Ok(())
 }

@@ -31,37 +31,55 @@ pub fn new_uid() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// Five random characters as `generateName` appends them.
 pub fn name_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 /// `metadata.name` of an object.
 pub fn name(obj: &Value) -> &str {
-    obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()
+    obj.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 /// `metadata.uid` of an object.
 pub fn uid(obj: &Value) -> &str {
-    obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default()
+    obj.pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 /// `metadata.finalizers` of an object.
 pub fn finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Whether deletion of the object has started.
 pub fn is_terminating(obj: &Value) -> bool {
-    obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
+    obj.pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null())
 }
 
 /// Mutable access to `metadata`, creating it when missing.
@@ -69,7 +87,9 @@ pub fn metadata_mut(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
     }
-    obj["metadata"].as_object_mut().expect("metadata was just made an object")
+    obj["metadata"]
+        .as_object_mut()
+        .expect("metadata was just made an object")
 }
 
 /// Fill the metadata the server assigns on create.
@@ -80,7 +100,11 @@ pub fn stamp_new(obj: &mut Value, namespace: Option<&str>) {
     }
     meta.insert("uid".into(), json!(new_uid()));
     meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
-    for server_owned in ["deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion"] {
+    for server_owned in [
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "resourceVersion",
+    ] {
         meta.remove(server_owned);
     }
     meta.remove("selfLink");
@@ -90,9 +114,13 @@ pub fn stamp_new(obj: &mut Value, namespace: Option<&str>) {
 pub fn keep_server_fields(new: &mut Value, old: &Value) {
     let old_meta = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
     let meta = metadata_mut(new);
-    for field in
-        ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace"]
-    {
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "namespace",
+    ] {
         match old_meta.get(field) {
             Some(v) => meta.insert(field.into(), v.clone()),
             None => meta.remove(field),

@@ -76,10 +76,15 @@ fn merge_key(path: &str) -> Option<&'static str> {
     let field = path.rsplit('/').next().unwrap_or_default();
     match field {
         "conditions" => Some("type"),
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env"
-        | "volumeMounts" | "imagePullSecrets" | "schedulingGates" | "resourceClaims" => {
-            Some("name")
-        }
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "volumeMounts"
+        | "imagePullSecrets"
+        | "schedulingGates"
+        | "resourceClaims" => Some("name"),
         "ports" if path.contains("containers") => Some("containerPort"),
         "podIPs" | "hostIPs" => Some("ip"),
         "addresses" => Some("type"),
@@ -114,9 +119,10 @@ fn strategic_merge(target: &mut Value, patch: &Value, path: &str) {
             continue;
         }
         if let Some(field) = key.strip_prefix("$deleteFromPrimitiveList/") {
-            if let (Some(list), Some(remove)) =
-                (target_map.get_mut(field).and_then(Value::as_array_mut), value.as_array())
-            {
+            if let (Some(list), Some(remove)) = (
+                target_map.get_mut(field).and_then(Value::as_array_mut),
+                value.as_array(),
+            ) {
                 list.retain(|v| !remove.contains(v));
             }
             continue;
@@ -163,7 +169,9 @@ fn strategic_merge_new(target: &mut Value, patch: &Value, path: &str) {
 /// the patch's items first (in patch order, merged with their server counterparts),
 /// then the server's items the patch did not name.
 fn merge_list(existing: &mut Value, items: &[Value], path: &str) {
-    let list = existing.as_array_mut().expect("caller checked it is an array");
+    let list = existing
+        .as_array_mut()
+        .expect("caller checked it is an array");
     if merges_as_set(path) {
         let mut merged: Vec<Value> = Vec::new();
         for item in items.iter().chain(list.iter()) {
@@ -182,7 +190,9 @@ fn merge_list(existing: &mut Value, items: &[Value], path: &str) {
     let mut merged = Vec::new();
     for item in items {
         let id = &item[key];
-        let position = server_only.iter().position(|e| e.as_ref().is_some_and(|e| &e[key] == id));
+        let position = server_only
+            .iter()
+            .position(|e| e.as_ref().is_some_and(|e| &e[key] == id));
         let directive = item.get("$patch").and_then(Value::as_str);
         let original = position.and_then(|i| server_only[i].take());
         match (original, directive) {
@@ -214,16 +224,30 @@ mod tests {
 
     #[test]
     fn strategic_merge_adds_conditions_by_type() {
-        let patch = json!({"status": {"conditions": [{"type": "DisruptionTarget", "status": "True"}]}});
-        let out = apply(&status(), PatchType::Strategic, patch.to_string().as_bytes()).unwrap();
-        let types: Vec<_> =
-            out["status"]["conditions"].as_array().unwrap().iter().map(|c| c["type"].clone()).collect();
-        assert_eq!(types, vec![json!("DisruptionTarget"), json!("PodScheduled")]);
+        let patch =
+            json!({"status": {"conditions": [{"type": "DisruptionTarget", "status": "True"}]}});
+        let out = apply(
+            &status(),
+            PatchType::Strategic,
+            patch.to_string().as_bytes(),
+        )
+        .unwrap();
+        let types: Vec<_> = out["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["type"].clone())
+            .collect();
+        assert_eq!(
+            types,
+            vec![json!("DisruptionTarget"), json!("PodScheduled")]
+        );
     }
 
     #[test]
     fn merge_patch_replaces_the_list() {
-        let patch = json!({"status": {"conditions": [{"type": "DisruptionTarget", "status": "True"}]}});
+        let patch =
+            json!({"status": {"conditions": [{"type": "DisruptionTarget", "status": "True"}]}});
         let out = apply(&status(), PatchType::Merge, patch.to_string().as_bytes()).unwrap();
         assert_eq!(out["status"]["conditions"].as_array().unwrap().len(), 1);
     }
@@ -232,10 +256,21 @@ mod tests {
     fn strategic_merge_updates_and_deletes_by_key() {
         let patch = json!({"status": {"conditions": [
             {"type": "PodScheduled", "status": "False"}]}});
-        let out = apply(&status(), PatchType::Strategic, patch.to_string().as_bytes()).unwrap();
+        let out = apply(
+            &status(),
+            PatchType::Strategic,
+            patch.to_string().as_bytes(),
+        )
+        .unwrap();
         assert_eq!(out["status"]["conditions"][0]["status"], "False");
-        let patch = json!({"status": {"conditions": [{"type": "PodScheduled", "$patch": "delete"}]}});
-        let out = apply(&status(), PatchType::Strategic, patch.to_string().as_bytes()).unwrap();
+        let patch =
+            json!({"status": {"conditions": [{"type": "PodScheduled", "$patch": "delete"}]}});
+        let out = apply(
+            &status(),
+            PatchType::Strategic,
+            patch.to_string().as_bytes(),
+        )
+        .unwrap();
         assert_eq!(out["status"]["conditions"].as_array().unwrap().len(), 0);
     }
 

@@ -17,17 +17,6 @@ pub struct Binding<'a> {
     pub annotations: Option<&'a Map<String, Value>>,
 }
 
-/// Options of a delete (query parameters and `DeleteOptions` body merged).
-#[derive(Debug, Clone, Default)]
-pub struct DeleteOptions {
-    /// `gracePeriodSeconds`.
-    pub grace: Option<i64>,
-    /// `preconditions.uid`.
-    pub uid: Option<String>,
-    /// `preconditions.resourceVersion`.
-    pub resource_version: Option<String>,
-}
-
 /// Apply the defaults kube-apiserver's defaulting and admission chain give a new pod.
 pub fn default_pod(pod: &mut Value) {
     let spec = object_at(pod, "spec");
@@ -94,8 +83,13 @@ fn default_container(c: &mut Value) {
 
 fn add_default_tolerations(spec: &mut Map<String, Value>) {
     let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
-    let Some(list) = tolerations.as_array_mut() else { return };
-    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+    let Some(list) = tolerations.as_array_mut() else {
+        return;
+    };
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
         let tolerated = list.iter().any(|t| {
             let effect = t["effect"].as_str().unwrap_or_default();
             let op = t["operator"].as_str().unwrap_or("Equal");
@@ -103,8 +97,10 @@ fn add_default_tolerations(spec: &mut Map<String, Value>) {
                 && (effect.is_empty() || effect == "NoExecute")
         });
         if !tolerated {
-            list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute",
-                             "tolerationSeconds": 300}));
+            list.push(
+                json!({"key": key, "operator": "Exists", "effect": "NoExecute",
+                             "tolerationSeconds": 300}),
+            );
         }
     }
 }
@@ -143,12 +139,21 @@ pub fn validate_new(pod: &Value) -> ApiResult<()> {
             "Pod",
             "",
             name,
-            &[("spec.containers", "FieldValueRequired", "Required value".into())],
+            &[(
+                "spec.containers",
+                "FieldValueRequired",
+                "Required value".into(),
+            )],
         ));
     }
     let mut causes = Vec::new();
     for list in ["containers", "initContainers"] {
-        for (i, c) in pod["spec"][list].as_array().into_iter().flatten().enumerate() {
+        for (i, c) in pod["spec"][list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             for field in ["name", "image"] {
                 if c[field].as_str().is_none_or(str::is_empty) {
                     causes.push((format!("spec.{list}[{i}].{field}"), "FieldValueRequired"));
@@ -178,15 +183,25 @@ pub fn validate_update(new: &Value, old: &Value) -> ApiResult<()> {
     let old_spec = &old["spec"];
     if let Some(spec) = candidate.as_object_mut() {
         default_spec_only(spec);
-        for field in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds"] {
+        for field in [
+            "activeDeadlineSeconds",
+            "tolerations",
+            "terminationGracePeriodSeconds",
+        ] {
             match old_spec.get(field) {
                 Some(v) => spec.insert(field.into(), v.clone()),
                 None => spec.remove(field),
             };
         }
         // Removing scheduling gates is allowed; adding them is not.
-        let gates = spec.get("schedulingGates").and_then(Value::as_array).map(Vec::len);
-        let old_gates = old_spec.get("schedulingGates").and_then(Value::as_array).map(Vec::len);
+        let gates = spec
+            .get("schedulingGates")
+            .and_then(Value::as_array)
+            .map(Vec::len);
+        let old_gates = old_spec
+            .get("schedulingGates")
+            .and_then(Value::as_array)
+            .map(Vec::len);
         if gates.unwrap_or(0) <= old_gates.unwrap_or(0) {
             match old_spec.get("schedulingGates") {
                 Some(v) => spec.insert("schedulingGates".into(), v.clone()),
@@ -247,8 +262,10 @@ pub fn check_finalizers(kind: &str, new: &Value, old: &Value) -> ApiResult<()> {
         return Ok(());
     }
     let old_f = meta::finalizers(old);
-    let added: Vec<String> =
-        meta::finalizers(new).into_iter().filter(|f| !old_f.contains(f)).collect();
+    let added: Vec<String> = meta::finalizers(new)
+        .into_iter()
+        .filter(|f| !old_f.contains(f))
+        .collect();
     if added.is_empty() {
         return Ok(());
     }
@@ -258,11 +275,19 @@ pub fn check_finalizers(kind: &str, new: &Value, old: &Value) -> ApiResult<()> {
          finalizers []string{{{}}}",
         quoted.join(", ")
     );
-    let mut err =
-        ApiError::invalid(kind, "", meta::name(new), &[("metadata.finalizers", "FieldValueForbidden", msg)]);
+    let mut err = ApiError::invalid(
+        kind,
+        "",
+        meta::name(new),
+        &[("metadata.finalizers", "FieldValueForbidden", msg)],
+    );
     // kube-apiserver runs this check twice (object meta and update validation) and
     // reports the cause twice, while the message shows it once.
-    if let Some(causes) = err.details.as_mut().and_then(|d| d["causes"].as_array_mut()) {
+    if let Some(causes) = err
+        .details
+        .as_mut()
+        .and_then(|d| d["causes"].as_array_mut())
+    {
         let cause = causes[0].clone();
         causes.push(cause);
     }
@@ -271,12 +296,17 @@ pub fn check_finalizers(kind: &str, new: &Value, old: &Value) -> ApiResult<()> {
 
 /// Whether a pod is bound to a node.
 pub fn is_bound(pod: &Value) -> bool {
-    pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty())
+    pod["spec"]["nodeName"]
+        .as_str()
+        .is_some_and(|n| !n.is_empty())
 }
 
 /// Whether a pod has finished (phase Succeeded or Failed).
 pub fn is_finished(pod: &Value) -> bool {
-    matches!(pod["status"]["phase"].as_str(), Some("Succeeded") | Some("Failed"))
+    matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Succeeded") | Some("Failed")
+    )
 }
 
 /// Set or replace a condition in `status.conditions`, keyed by type.
@@ -297,7 +327,10 @@ pub fn set_condition(pod: &mut Value, condition: Value) {
 /// Apply a Binding to a stored pod, or say why kube-apiserver would refuse it.
 pub fn bind(pod: &Value, binding: &Binding<'_>) -> ApiResult<Value> {
     let name = meta::name(pod);
-    if let Some(uid) = binding.uid.filter(|u| !u.is_empty() && *u != meta::uid(pod)) {
+    if let Some(uid) = binding
+        .uid
+        .filter(|u| !u.is_empty() && *u != meta::uid(pod))
+    {
         let namespace = pod["metadata"]["namespace"].as_str().unwrap_or_default();
         return Err(ApiError::conflict(
             "pods",
@@ -350,117 +383,6 @@ pub fn bind(pod: &Value, binding: &Binding<'_>) -> ApiResult<Value> {
     Ok(pod)
 }
 
-/// Check delete preconditions against the stored object.
-pub fn check_preconditions(
-    obj: &Value,
-    kind: &str,
-    group: &str,
-    opts: &DeleteOptions,
-) -> ApiResult<()> {
-    let name = meta::name(obj);
-    if let Some(uid) = opts.uid.as_deref().filter(|u| *u != meta::uid(obj)) {
-        return Err(ApiError::conflict(
-            kind,
-            group,
-            kind,
-            name,
-            &format!(
-                "the UID in the precondition ({uid}) does not match the UID in record ({}). The \
-                 object might have been deleted and then recreated",
-                meta::uid(obj)
-            ),
-        ));
-    }
-    let current = obj["metadata"]["resourceVersion"].as_str().unwrap_or_default();
-    if let Some(rv) = opts.resource_version.as_deref().filter(|rv| *rv != current) {
-        return Err(ApiError::conflict(
-            kind,
-            group,
-            kind,
-            name,
-            &format!(
-                "the ResourceVersion in the precondition ({rv}) does not match the \
-                 ResourceVersion in record ({current}). The object might have been modified"
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// What a delete does to a stored pod: graceful for a bound running pod, immediate
-/// otherwise, held by finalizers either way.
-pub fn delete_pod(pod: &Value, opts: &DeleteOptions) -> crate::store::Outcome {
-    use crate::store::Outcome;
-    let has_finalizers = !meta::finalizers(pod).is_empty();
-    let immediate = !is_bound(pod) || is_finished(pod);
-
-    if meta::is_terminating(pod) {
-        let old_grace = pod["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0);
-        let Some(grace) = opts.grace.map(|g| if immediate { 0 } else { g.max(0) }) else {
-            return Outcome::Unchanged;
-        };
-        if grace >= old_grace {
-            return Outcome::Unchanged;
-        }
-        // A shorter grace counts from the first delete, not from now; grace 0 records
-        // that state (MODIFIED) and then removes the pod (DELETED).
-        let deadline = pod["metadata"]["deletionTimestamp"].as_str().and_then(meta::parse_time);
-        let mut pod = pod.clone();
-        if let Some(deadline) = deadline {
-            let first = deadline - k8s_openapi::jiff::SignedDuration::from_secs(old_grace);
-            let new = first + k8s_openapi::jiff::SignedDuration::from_secs(grace);
-            pod["metadata"]["deletionTimestamp"] = json!(meta::rfc3339(new));
-        }
-        pod["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
-        if grace == 0 && !has_finalizers {
-            return Outcome::UpdateThenDelete(pod);
-        }
-        return Outcome::Update(pod);
-    }
-
-    let grace = if immediate {
-        0
-    } else {
-        opts.grace
-            .or_else(|| pod["spec"]["terminationGracePeriodSeconds"].as_i64())
-            .unwrap_or(30)
-            .max(0)
-    };
-    let mut pod = pod.clone();
-    let meta = meta::metadata_mut(&mut pod);
-    meta.insert("deletionTimestamp".into(), json!(meta::now_plus(grace)));
-    meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
-    if grace == 0 && !has_finalizers {
-        Outcome::UpdateThenDelete(pod)
-    } else {
-        Outcome::Update(pod)
-    }
-}
-
-/// What a delete does to an object that has no graceful deletion (everything but pods).
-pub fn delete_plain(obj: &Value) -> crate::store::Outcome {
-    use crate::store::Outcome;
-    if meta::finalizers(obj).is_empty() {
-        return Outcome::Delete;
-    }
-    if meta::is_terminating(obj) {
-        return Outcome::Unchanged;
-    }
-    let mut obj = obj.clone();
-    let meta = meta::metadata_mut(&mut obj);
-    meta.insert("deletionTimestamp".into(), json!(meta::now_rfc3339()));
-    meta.insert("deletionGracePeriodSeconds".into(), json!(0));
-    Outcome::Update(obj)
-}
-
-/// Whether an updated object must now disappear: deletion started with no grace left and
-/// its last finalizer was just removed.
-pub fn finalized(obj: &Value) -> bool {
-    meta::is_terminating(obj)
-        && meta::finalizers(obj).is_empty()
-        && obj["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) == 0
-}
-
 /// The condition the eviction API adds to a running pod before deleting it.
 pub fn eviction_condition() -> Value {
     json!({"type": "DisruptionTarget", "status": "True", "lastProbeTime": null,
@@ -484,7 +406,6 @@ fn set_default(map: &mut Map<String, Value>, key: &str, value: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Outcome;
 
     fn new_pod() -> Value {
         json!({"metadata": {"name": "p", "namespace": "ns"},
@@ -519,21 +440,8 @@ mod tests {
         sched["spec"]["schedulerName"] = json!("other");
         let err = validate_update(&sched, &old).unwrap_err();
         assert_eq!(err.code, 422);
-        assert!(err.message.starts_with("Pod \"p\" is invalid: spec: Forbidden"));
-    }
-
-    #[test]
-    fn deleting_a_bound_pod_is_graceful_and_an_unbound_one_immediate() {
-        let mut pod = new_pod();
-        default_pod(&mut pod);
-        let opts = DeleteOptions { grace: Some(20), ..Default::default() };
-        assert!(matches!(delete_pod(&pod, &opts), Outcome::UpdateThenDelete(_)));
-        pod["spec"]["nodeName"] = json!("n1");
-        let Outcome::Update(terminating) = delete_pod(&pod, &opts) else { panic!() };
-        assert_eq!(terminating["metadata"]["deletionGracePeriodSeconds"], 20);
-        let longer = DeleteOptions { grace: Some(30), ..Default::default() };
-        assert!(matches!(delete_pod(&terminating, &longer), Outcome::Unchanged));
-        let zero = DeleteOptions { grace: Some(0), ..Default::default() };
-        assert!(matches!(delete_pod(&terminating, &zero), Outcome::UpdateThenDelete(_)));
+        assert!(err
+            .message
+            .starts_with("Pod \"p\" is invalid: spec: Forbidden"));
     }
 }

@@ -29,7 +29,10 @@ pub struct Recorder {
 impl Recorder {
     /// A log that keeps the latest `limit` requests.
     pub fn new(limit: usize) -> Recorder {
-        Recorder { records: Mutex::new(Vec::new()), limit }
+        Recorder {
+            records: Mutex::new(Vec::new()),
+            limit,
+        }
     }
 
     /// Append a record, dropping the oldest half when full (amortized O(1)).
@@ -47,11 +50,17 @@ impl Recorder {
 
     /// A copy of the log.
     pub fn snapshot(&self) -> Vec<RequestRecord> {
-        self.records.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Empty the log.
     pub fn clear(&self) {
-        self.records.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 }

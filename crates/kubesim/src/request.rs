@@ -182,12 +182,19 @@ mod tests {
         assert_eq!(t.name.as_deref(), Some("p"));
         assert_eq!(t.subresource.as_deref(), Some("binding"));
         let t = parse_path("/api/v1/namespaces/ns").unwrap();
-        assert_eq!((t.resource, t.name.as_deref()), (Resource::Namespaces, Some("ns")));
+        assert_eq!(
+            (t.resource, t.name.as_deref()),
+            (Resource::Namespaces, Some("ns"))
+        );
         let t = parse_path("/api/v1/namespaces/ns/status").unwrap();
         assert_eq!(t.subresource.as_deref(), Some("status"));
         let t = parse_path("/apis/events.k8s.io/v1/events").unwrap();
         assert_eq!((t.resource, t.namespace), (Resource::Events, None));
-        assert!(parse_path("/api/v1/namespaces/ns/bindings").unwrap().legacy_bindings);
+        assert!(
+            parse_path("/api/v1/namespaces/ns/bindings")
+                .unwrap()
+                .legacy_bindings
+        );
         assert!(parse_path("/apis/apps/v1/deployments").is_none());
     }
 
@@ -197,8 +204,14 @@ mod tests {
         assert_eq!(classify(&Method::GET, "/api/v1/pods", &q).verb, "watch");
         let q = Query::default();
         assert_eq!(classify(&Method::GET, "/api/v1/pods", &q).verb, "list");
-        assert_eq!(classify(&Method::DELETE, "/api/v1/namespaces/a/pods", &q).verb, "deletecollection");
+        assert_eq!(
+            classify(&Method::DELETE, "/api/v1/namespaces/a/pods", &q).verb,
+            "deletecollection"
+        );
         let info = classify(&Method::PATCH, "/api/v1/namespaces/a/pods/p/status", &q);
-        assert_eq!((info.verb.as_str(), info.subresource.as_deref()), ("patch", Some("status")));
+        assert_eq!(
+            (info.verb.as_str(), info.subresource.as_deref()),
+            ("patch", Some("status"))
+        );
     }
 }

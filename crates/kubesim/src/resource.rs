@@ -38,8 +38,13 @@ pub enum Table {
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 5] =
-        [Table::Pods, Table::Nodes, Table::Namespaces, Table::Leases, Table::Events];
+    pub const ALL: [Table; 5] = [
+        Table::Pods,
+        Table::Nodes,
+        Table::Namespaces,
+        Table::Leases,
+        Table::Events,
+    ];
 }
 
 impl Resource {
@@ -147,12 +152,18 @@ impl Resource {
 
     /// Whether a PUT on a missing object creates it (kube-apiserver's AllowCreateOnUpdate).
     pub fn create_on_update(self) -> bool {
-        matches!(self, Resource::Leases | Resource::CoreEvents | Resource::Events)
+        matches!(
+            self,
+            Resource::Leases | Resource::CoreEvents | Resource::Events
+        )
     }
 
     /// Whether the resource has a `status` subresource.
     pub fn has_status(self) -> bool {
-        matches!(self, Resource::Pods | Resource::Nodes | Resource::Namespaces)
+        matches!(
+            self,
+            Resource::Pods | Resource::Nodes | Resource::Namespaces
+        )
     }
 
     /// Field labels the list and watch field selectors accept, besides `metadata.name`

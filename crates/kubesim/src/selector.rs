@@ -164,9 +164,15 @@ impl FieldSelector {
                 || (field == "metadata.namespace" && resource.namespaced())
                 || resource.field_labels().contains(&field);
             if !supported {
-                return Err(ApiError::bad_request(format!("field label not supported: {field}")));
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {field}"
+                )));
             }
-            reqs.push(FieldReq { field: field.to_string(), value: value.to_string(), equal });
+            reqs.push(FieldReq {
+                field: field.to_string(),
+                value: value.to_string(),
+                equal,
+            });
         }
         Ok(FieldSelector { reqs })
     }
@@ -241,7 +247,11 @@ mod tests {
             ("", true),
         ];
         for (sel, want) in cases {
-            assert_eq!(LabelSelector::parse(sel).unwrap().matches(&p), want, "{sel}");
+            assert_eq!(
+                LabelSelector::parse(sel).unwrap().matches(&p),
+                want,
+                "{sel}"
+            );
         }
     }
 
@@ -249,7 +259,10 @@ mod tests {
     fn malformed_label_selector_names_the_token() {
         let err = LabelSelector::parse("tier in b").unwrap_err();
         assert_eq!(err.code, 400);
-        assert_eq!(err.message, "unable to parse requirement: found 'b' expected: '('");
+        assert_eq!(
+            err.message,
+            "unable to parse requirement: found 'b' expected: '('"
+        );
     }
 
     #[test]

@@ -54,10 +54,14 @@ impl Server {
     pub async fn start(config: Config) -> Result<ServerHandle, Error> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .map_err(|source| Error::Bind { addr: config.listen.to_string(), source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| Error::Bind { addr: config.listen.to_string(), source })?;
+            .map_err(|source| Error::Bind {
+                addr: config.listen.to_string(),
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: config.listen.to_string(),
+            source,
+        })?;
         let store = Arc::new(Store::new(config.history_limit));
         for ns in &config.namespaces {
             let obj = admit::prepare_create(
@@ -67,7 +71,9 @@ impl Server {
             )
             .expect("namespace defaults never fail");
             store
-                .write(Table::Namespaces, &key(None, ns), |_| Ok(Outcome::Create(obj)))
+                .write(Table::Namespaces, &key(None, ns), |_| {
+                    Ok(Outcome::Create(obj))
+                })
                 .expect("a fresh store has no namespaces");
         }
         let recorder = Arc::new(Recorder::new(config.request_log_limit));
@@ -91,7 +97,15 @@ impl Server {
                 .await
         });
         tracing::info!(%addr, "kubesim listening");
-        Ok(ServerHandle { addr, token: config.token, store, recorder, shutdown_tx, epoch_tx, join })
+        Ok(ServerHandle {
+            addr,
+            token: config.token,
+            store,
+            recorder,
+            shutdown_tx,
+            epoch_tx,
+            join,
+        })
     }
 }
 
@@ -133,15 +147,20 @@ impl ServerHandle {
 
     /// Write the kubeconfig to a file.
     pub fn write_kubeconfig(&self, path: &Path) -> Result<(), Error> {
-        std::fs::write(path, self.kubeconfig_yaml())
-            .map_err(|source| Error::Kubeconfig { path: path.display().to_string(), source })
+        std::fs::write(path, self.kubeconfig_yaml()).map_err(|source| Error::Kubeconfig {
+            path: path.display().to_string(),
+            source,
+        })
     }
 
     /// A `kube::Config` built from the same kubeconfig.
     pub async fn kube_config(&self) -> Result<kube::Config, Error> {
-        let err = |message: String| Error::ClientConfig { url: self.url(), message };
-        let kubeconfig =
-            kube::config::Kubeconfig::from_yaml(&self.kubeconfig_yaml()).map_err(|e| err(e.to_string()))?;
+        let err = |message: String| Error::ClientConfig {
+            url: self.url(),
+            message,
+        };
+        let kubeconfig = kube::config::Kubeconfig::from_yaml(&self.kubeconfig_yaml())
+            .map_err(|e| err(e.to_string()))?;
         kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
             .await
             .map_err(|e| err(e.to_string()))
@@ -150,8 +169,10 @@ impl ServerHandle {
     /// A `kube::Client` for this server.
     pub async fn client(&self) -> Result<kube::Client, Error> {
         let config = self.kube_config().await?;
-        kube::Client::try_from(config)
-            .map_err(|e| Error::ClientConfig { url: self.url(), message: e.to_string() })
+        kube::Client::try_from(config).map_err(|e| Error::ClientConfig {
+            url: self.url(),
+            message: e.to_string(),
+        })
     }
 
     /// Every request answered so far.

@@ -58,7 +58,13 @@ pub struct StoredEvent {
 
 impl StoredEvent {
     fn new(kind: EventType, rv: u64, object: Arc<Value>, previous: Option<Arc<Value>>) -> Self {
-        StoredEvent { kind, rv, object, previous, line: OnceLock::new() }
+        StoredEvent {
+            kind,
+            rv,
+            object,
+            previous,
+            line: OnceLock::new(),
+        }
     }
 
     /// A synthetic ADDED event for an object that exists when a watch starts.
@@ -232,7 +238,10 @@ impl Store {
     /// An empty store keeping at most `history_limit` watch events per table.
     pub fn new(history_limit: usize) -> Store {
         let tables = Table::ALL.iter().map(|t| (*t, TableData::new())).collect();
-        Store { inner: Mutex::new(Inner { rv: 1, tables }), history_limit: history_limit.max(1) }
+        Store {
+            inner: Mutex::new(Inner { rv: 1, tables }),
+            history_limit: history_limit.max(1),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -291,7 +300,13 @@ impl Store {
                 items.push(v.clone());
             }
         }
-        Page { rv: inner.rv, table_rv: data.latest_rv, items, next_key, remaining }
+        Page {
+            rv: inner.rv,
+            table_rv: data.latest_rv,
+            items,
+            next_key,
+            remaining,
+        }
     }
 
     /// Apply a write to the object under `key`. `decide` sees the current object and
@@ -311,23 +326,47 @@ impl Store {
         let written = match outcome {
             Outcome::Unchanged => {
                 let object = current.ok_or_else(|| ApiError::internal("no object to keep"))?;
-                Written { object, created: false, deleted: false }
+                Written {
+                    object,
+                    created: false,
+                    deleted: false,
+                }
             }
             Outcome::Create(obj) | Outcome::Update(obj) => {
                 *rv += 1;
                 let obj = Arc::new(with_rv(obj, *rv));
-                let kind = if current.is_some() { EventType::Modified } else { EventType::Added };
+                let kind = if current.is_some() {
+                    EventType::Modified
+                } else {
+                    EventType::Added
+                };
                 data.objects.insert(key.to_string(), obj.clone());
-                push(data, limit, StoredEvent::new(kind, *rv, obj.clone(), current.clone()));
-                Written { object: obj, created: current.is_none(), deleted: false }
+                push(
+                    data,
+                    limit,
+                    StoredEvent::new(kind, *rv, obj.clone(), current.clone()),
+                );
+                Written {
+                    object: obj,
+                    created: current.is_none(),
+                    deleted: false,
+                }
             }
             Outcome::Delete => {
                 let old = current.ok_or_else(|| ApiError::internal("no object to delete"))?;
                 *rv += 1;
                 let last = Arc::new(with_rv((*old).clone(), *rv));
                 data.objects.remove(key);
-                push(data, limit, StoredEvent::new(EventType::Deleted, *rv, last.clone(), Some(old)));
-                Written { object: last, created: false, deleted: true }
+                push(
+                    data,
+                    limit,
+                    StoredEvent::new(EventType::Deleted, *rv, last.clone(), Some(old)),
+                );
+                Written {
+                    object: last,
+                    created: false,
+                    deleted: true,
+                }
             }
             Outcome::Finalize(obj) => {
                 let old = current.ok_or_else(|| ApiError::internal("no object to finalize"))?;
@@ -335,8 +374,16 @@ impl Store {
                 *rv += 1;
                 let last = Arc::new(with_rv((*answer).clone(), *rv));
                 data.objects.remove(key);
-                push(data, limit, StoredEvent::new(EventType::Deleted, *rv, last, Some(old)));
-                Written { object: answer, created: false, deleted: true }
+                push(
+                    data,
+                    limit,
+                    StoredEvent::new(EventType::Deleted, *rv, last, Some(old)),
+                );
+                Written {
+                    object: answer,
+                    created: false,
+                    deleted: true,
+                }
             }
             Outcome::UpdateThenDelete(obj) => {
                 *rv += 1;
@@ -355,11 +402,16 @@ impl Store {
                     StoredEvent::new(EventType::Deleted, *rv, last.clone(), Some(modified)),
                 );
                 // The answer is the last state at the DELETED version, as kube-apiserver's.
-                Written { object: last, created: false, deleted: true }
+                Written {
+                    object: last,
+                    created: false,
+                    deleted: true,
+                }
             }
         };
         let latest = data.latest_rv;
-        data.notify.send_if_modified(|seen| std::mem::replace(seen, latest) != latest);
+        data.notify
+            .send_if_modified(|seen| std::mem::replace(seen, latest) != latest);
         Ok(written)
     }
 
@@ -370,16 +422,28 @@ impl Store {
         let changes = data.notify.subscribe();
         match from {
             WatchFrom::Now => Ok(WatchStart {
-                initial: data.objects.values().cloned().map(StoredEvent::synthetic).collect(),
+                initial: data
+                    .objects
+                    .values()
+                    .cloned()
+                    .map(StoredEvent::synthetic)
+                    .collect(),
                 cursor: inner.rv,
                 changes,
             }),
             WatchFrom::Version(asked) => {
                 if asked < data.evicted_upto {
-                    return Err(TooOld { asked, oldest: data.oldest_servable() });
+                    return Err(TooOld {
+                        asked,
+                        oldest: data.oldest_servable(),
+                    });
                 }
                 let initial = events_after(data, asked);
-                Ok(WatchStart { initial, cursor: asked.max(inner.rv), changes })
+                Ok(WatchStart {
+                    initial,
+                    cursor: asked.max(inner.rv),
+                    changes,
+                })
             }
         }
     }
@@ -390,7 +454,10 @@ impl Store {
         let inner = self.lock();
         let data = &inner.tables[&table];
         if cursor < data.evicted_upto {
-            return Err(TooOld { asked: cursor, oldest: data.oldest_servable() });
+            return Err(TooOld {
+                asked: cursor,
+                oldest: data.oldest_servable(),
+            });
         }
         Ok(events_after(data, cursor))
     }
@@ -457,10 +524,16 @@ mod tests {
     #[test]
     fn every_write_takes_the_next_global_version() {
         let store = Store::new(100);
-        let a = store.write(Table::Pods, "ns/a", |_| Ok(Outcome::Create(obj("a")))).unwrap();
-        let n = store.write(Table::Nodes, "n", |_| Ok(Outcome::Create(obj("n")))).unwrap();
+        let a = store
+            .write(Table::Pods, "ns/a", |_| Ok(Outcome::Create(obj("a"))))
+            .unwrap();
+        let n = store
+            .write(Table::Nodes, "n", |_| Ok(Outcome::Create(obj("n"))))
+            .unwrap();
         assert_eq!(resource_version(&n.object), resource_version(&a.object) + 1);
-        let d = store.write(Table::Pods, "ns/a", |_| Ok(Outcome::UpdateThenDelete(obj("a"))));
+        let d = store.write(Table::Pods, "ns/a", |_| {
+            Ok(Outcome::UpdateThenDelete(obj("a")))
+        });
         let d = d.unwrap();
         assert!(d.deleted);
         // The answer carries the DELETED version, one after the MODIFIED one.
@@ -481,15 +554,25 @@ mod tests {
     #[test]
     fn history_overflow_makes_old_versions_too_old() {
         let store = Store::new(3);
-        let first = store.write(Table::Pods, "ns/a", |_| Ok(Outcome::Create(obj("a")))).unwrap();
+        let first = store
+            .write(Table::Pods, "ns/a", |_| Ok(Outcome::Create(obj("a"))))
+            .unwrap();
         let first_rv = resource_version(&first.object);
         for _ in 0..5 {
-            store.write(Table::Pods, "ns/a", |_| Ok(Outcome::Update(obj("a")))).unwrap();
+            store
+                .write(Table::Pods, "ns/a", |_| Ok(Outcome::Update(obj("a"))))
+                .unwrap();
         }
-        let err = store.watch(Table::Pods, WatchFrom::Version(first_rv)).err().unwrap();
+        let err = store
+            .watch(Table::Pods, WatchFrom::Version(first_rv))
+            .err()
+            .unwrap();
         assert_eq!(err.asked, first_rv);
         let recent = store.current_rv() - 2;
-        let start = store.watch(Table::Pods, WatchFrom::Version(recent)).ok().unwrap();
+        let start = store
+            .watch(Table::Pods, WatchFrom::Version(recent))
+            .ok()
+            .unwrap();
         assert_eq!(start.initial.len(), 2);
     }
 
@@ -497,7 +580,11 @@ mod tests {
     fn paging_returns_the_rest_after_the_last_key() {
         let store = Store::new(10);
         for n in ["a", "b", "c"] {
-            store.write(Table::Pods, &key(Some("ns"), n), |_| Ok(Outcome::Create(obj(n)))).unwrap();
+            store
+                .write(Table::Pods, &key(Some("ns"), n), |_| {
+                    Ok(Outcome::Create(obj(n)))
+                })
+                .unwrap();
         }
         let p1 = store.list(Table::Pods, "ns/", None, Some(1), |_| true);
         assert_eq!(p1.items.len(), 1);

@@ -27,7 +27,10 @@ async fn served_resources_are_described_as_kube_apiserver_describes_them() {
     let env = Env::start().await;
     for (path, step) in [
         ("/api/v1", "discovery/api-v1"),
-        ("/apis/coordination.k8s.io/v1", "discovery/apis-coordination-v1"),
+        (
+            "/apis/coordination.k8s.io/v1",
+            "discovery/apis-coordination-v1",
+        ),
         ("/apis/events.k8s.io/v1", "discovery/apis-events-v1"),
         ("/apis/policy/v1", "discovery/apis-policy-v1"),
     ] {
@@ -36,7 +39,11 @@ async fn served_resources_are_described_as_kube_apiserver_describes_them() {
         let recorded = exchange(step).response_body;
         assert_eq!(reply.body["kind"], recorded["kind"]);
         assert_eq!(reply.body["groupVersion"], recorded["groupVersion"]);
-        assert_eq!(reply.body.get("apiVersion"), recorded.get("apiVersion"), "{path}");
+        assert_eq!(
+            reply.body.get("apiVersion"),
+            recorded.get("apiVersion"),
+            "{path}"
+        );
         let known = recorded_resources(step);
         for served in reply.body["resources"].as_array().unwrap() {
             let name = served["name"].as_str().unwrap();
@@ -50,20 +57,40 @@ async fn served_resources_are_described_as_kube_apiserver_describes_them() {
         .iter()
         .map(|r| r["name"].as_str().unwrap().to_string())
         .collect();
-    for needed in ["pods", "pods/binding", "pods/status", "pods/eviction", "nodes", "nodes/status", "namespaces", "events", "bindings"] {
+    for needed in [
+        "pods",
+        "pods/binding",
+        "pods/status",
+        "pods/eviction",
+        "nodes",
+        "nodes/status",
+        "namespaces",
+        "events",
+        "bindings",
+    ] {
         assert!(served.iter().any(|s| s == needed), "{needed} advertised");
     }
 
     let groups = env.raw("GET", "/apis", None, None, None).await.body;
     let recorded = exchange("discovery/apis").response_body;
     for group in groups["groups"].as_array().unwrap() {
-        let real = recorded["groups"].as_array().unwrap().iter().find(|g| g["name"] == group["name"]);
+        let real = recorded["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == group["name"]);
         assert_eq!(Some(group), real);
     }
     let api = env.raw("GET", "/api", None, None, None).await.body;
-    assert_eq!(api["versions"], exchange("discovery/api").response_body["versions"]);
+    assert_eq!(
+        api["versions"],
+        exchange("discovery/api").response_body["versions"]
+    );
     let version = env.client.apiserver_version().await.unwrap();
-    assert_eq!((version.major.as_str(), version.minor.as_str()), ("1", "28"));
+    assert_eq!(
+        (version.major.as_str(), version.minor.as_str()),
+        ("1", "28")
+    );
     env.finish().await;
 }
 
@@ -71,7 +98,11 @@ async fn served_resources_are_described_as_kube_apiserver_describes_them() {
 /// text (column descriptions).
 fn comparable_table(t: &Value, ns: &str) -> Value {
     let mut t = normalize(t, ns);
-    let age = t["columnDefinitions"].as_array().unwrap().iter().position(|c| c["name"] == "Age");
+    let age = t["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|c| c["name"] == "Age");
     for c in t["columnDefinitions"].as_array_mut().unwrap() {
         c.as_object_mut().unwrap().remove("description");
     }
@@ -94,7 +125,11 @@ async fn kubectl_get_tables_have_the_real_columns_and_cells() {
     ] {
         env.replay(step).await;
     }
-    for step in ["pods/list-as-table-kubectl-get", "pods/get-as-table-kubectl-get", "nodes/list-as-table-kubectl-get"] {
+    for step in [
+        "pods/list-as-table-kubectl-get",
+        "pods/get-as-table-kubectl-get",
+        "nodes/list-as-table-kubectl-get",
+    ] {
         let (reply, recorded) = env.send_recorded(step).await;
         assert_eq!(reply.status, recorded.status, "{step}");
         let mut want = comparable_table(&recorded.response_body, "rec");
@@ -104,7 +139,10 @@ async fn kubectl_get_tables_have_the_real_columns_and_cells() {
             want["rows"][1]["object"] = normalize(&reply.body["rows"][1]["object"], &env.ns);
         }
         let got = comparable_table(&reply.body, &env.ns);
-        assert_eq!(got["columnDefinitions"], want["columnDefinitions"], "{step}: columns");
+        assert_eq!(
+            got["columnDefinitions"], want["columnDefinitions"],
+            "{step}: columns"
+        );
         assert_eq!(got["rows"], want["rows"], "{step}: rows");
     }
     env.finish().await;

@@ -14,7 +14,9 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Binding, Event as CoreEvent, Namespace, ObjectReference, Pod};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::{Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{
+    Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams, Preconditions,
+};
 use kube::runtime::watcher;
 use serde_json::json;
 
@@ -45,14 +47,32 @@ fn api_code(err: kube::Error) -> (u16, String) {
     }
 }
 
-async fn bind(pods: &Api<Pod>, name: &str, node: &str, annotations: BTreeMap<String, String>) -> Result<(), kube::Error> {
+async fn bind(
+    pods: &Api<Pod>,
+    name: &str,
+    node: &str,
+    annotations: BTreeMap<String, String>,
+) -> Result<(), kube::Error> {
     let binding = Binding {
-        metadata: ObjectMeta { name: Some(name.into()), annotations: Some(annotations), ..Default::default() },
-        target: ObjectReference { kind: Some("Node".into()), name: Some(node.into()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            annotations: Some(annotations),
+            ..Default::default()
+        },
+        target: ObjectReference {
+            kind: Some("Node".into()),
+            name: Some(node.into()),
+            ..Default::default()
+        },
     };
-    pods.create_subresource::<Binding, serde_json::Value>("binding", name, &PostParams::default(), &binding)
-        .await
-        .map(|_| ())
+    pods.create_subresource::<Binding, serde_json::Value>(
+        "binding",
+        name,
+        &PostParams::default(),
+        &binding,
+    )
+    .await
+    .map(|_| ())
 }
 
 #[tokio::test]
@@ -60,48 +80,113 @@ async fn typed_pod_lifecycle_with_binding_status_and_deletion() {
     let env = Env::start().await;
     let ns = namespace(&env).await;
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), &ns);
-    let created = pods.create(&PostParams::default(), &pod("p1")).await.unwrap();
+    let created = pods
+        .create(&PostParams::default(), &pod("p1"))
+        .await
+        .unwrap();
     let spec = created.spec.as_ref().unwrap();
-    let requests = spec.containers[0].resources.as_ref().unwrap().requests.as_ref().unwrap();
+    let requests = spec.containers[0]
+        .resources
+        .as_ref()
+        .unwrap()
+        .requests
+        .as_ref()
+        .unwrap();
     assert_eq!(requests["cpu"].0, "500m", "requests filled from limits");
-    assert_eq!(created.status.as_ref().unwrap().phase.as_deref(), Some("Pending"));
+    assert_eq!(
+        created.status.as_ref().unwrap().phase.as_deref(),
+        Some("Pending")
+    );
     assert_eq!(spec.priority, Some(0));
 
     let job = BTreeMap::from([("sunk.coreweave.com/job-id".to_string(), "4711".to_string())]);
     bind(&pods, "p1", "node-a", job).await.unwrap();
     let bound = pods.get("p1").await.unwrap();
-    assert_eq!(bound.spec.as_ref().unwrap().node_name.as_deref(), Some("node-a"));
-    assert_eq!(bound.metadata.annotations.as_ref().unwrap()["sunk.coreweave.com/job-id"], "4711");
-    let again = bind(&pods, "p1", "node-b", BTreeMap::new()).await.unwrap_err();
+    assert_eq!(
+        bound.spec.as_ref().unwrap().node_name.as_deref(),
+        Some("node-a")
+    );
+    assert_eq!(
+        bound.metadata.annotations.as_ref().unwrap()["sunk.coreweave.com/job-id"],
+        "4711"
+    );
+    let again = bind(&pods, "p1", "node-b", BTreeMap::new())
+        .await
+        .unwrap_err();
     assert_eq!(api_code(again), (409, "Conflict".into()));
-    assert_eq!(api_code(bind(&pods, "gone", "node-a", BTreeMap::new()).await.unwrap_err()).0, 404);
+    assert_eq!(
+        api_code(
+            bind(&pods, "gone", "node-a", BTreeMap::new())
+                .await
+                .unwrap_err()
+        )
+        .0,
+        404
+    );
 
     let condition = json!({"status": {"conditions": [{"type": "DisruptionTarget", "status": "True",
         "reason": "PreemptionByScheduler", "message": "Slurm job 4711 ended"}]}});
-    let patched = pods.patch_status("p1", &PatchParams::default(), &Patch::Strategic(condition)).await.unwrap();
-    let types: Vec<String> =
-        patched.status.unwrap().conditions.unwrap().into_iter().map(|c| c.type_).collect();
+    let patched = pods
+        .patch_status("p1", &PatchParams::default(), &Patch::Strategic(condition))
+        .await
+        .unwrap();
+    let types: Vec<String> = patched
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .map(|c| c.type_)
+        .collect();
     assert_eq!(types, ["DisruptionTarget", "PodScheduled"]);
 
     let wrong_uid = DeleteParams {
-        preconditions: Some(Preconditions { uid: Some("00000000-0000-0000-0000-000000000000".into()), resource_version: None }),
+        preconditions: Some(Preconditions {
+            uid: Some("00000000-0000-0000-0000-000000000000".into()),
+            resource_version: None,
+        }),
         ..Default::default()
     };
-    assert_eq!(api_code(pods.delete("p1", &wrong_uid).await.unwrap_err()).0, 409);
+    assert_eq!(
+        api_code(pods.delete("p1", &wrong_uid).await.unwrap_err()).0,
+        409
+    );
     let uid = DeleteParams {
-        preconditions: Some(Preconditions { uid: bound.metadata.uid.clone(), resource_version: None }),
+        preconditions: Some(Preconditions {
+            uid: bound.metadata.uid.clone(),
+            resource_version: None,
+        }),
         grace_period_seconds: Some(5),
         ..Default::default()
     };
-    let terminating = pods.delete("p1", &uid).await.unwrap().left().expect("a bound pod stays");
+    let terminating = pods
+        .delete("p1", &uid)
+        .await
+        .unwrap()
+        .left()
+        .expect("a bound pod stays");
     assert_eq!(terminating.metadata.deletion_grace_period_seconds, Some(5));
     assert!(pods.get("p1").await.is_ok(), "waits for the kubelet");
-    pods.delete("p1", &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await.unwrap();
+    pods.delete(
+        "p1",
+        &DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(api_code(pods.get("p1").await.unwrap_err()).0, 404);
 
-    pods.create(&PostParams::default(), &pod("p2")).await.unwrap();
+    pods.create(&PostParams::default(), &pod("p2"))
+        .await
+        .unwrap();
     pods.delete("p2", &DeleteParams::default()).await.unwrap();
-    assert_eq!(api_code(pods.get("p2").await.unwrap_err()).0, 404, "an unbound pod goes at once");
+    assert_eq!(
+        api_code(pods.get("p2").await.unwrap_err()).0,
+        404,
+        "an unbound pod goes at once"
+    );
     env.finish().await;
 }
 
@@ -110,13 +195,18 @@ async fn eviction_marks_and_deletes_a_running_pod() {
     let env = Env::start().await;
     let ns = namespace(&env).await;
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), &ns);
-    pods.create(&PostParams::default(), &pod("ev")).await.unwrap();
+    pods.create(&PostParams::default(), &pod("ev"))
+        .await
+        .unwrap();
     bind(&pods, "ev", "node-a", BTreeMap::new()).await.unwrap();
     pods.evict("ev", &EvictParams::default()).await.unwrap();
     let evicted = pods.get("ev").await.unwrap();
     assert!(evicted.metadata.deletion_timestamp.is_some());
     let conditions = evicted.status.unwrap().conditions.unwrap();
-    let target = conditions.iter().find(|c| c.type_ == "DisruptionTarget").unwrap();
+    let target = conditions
+        .iter()
+        .find(|c| c.type_ == "DisruptionTarget")
+        .unwrap();
     assert_eq!(target.reason.as_deref(), Some("EvictionByEvictionAPI"));
     env.finish().await;
 }
@@ -127,13 +217,23 @@ async fn leases_are_optimistically_concurrent() {
     let ns = namespace(&env).await;
     let leases: Api<Lease> = Api::namespaced(env.client.clone(), &ns);
     let lease: Lease = serde_json::from_value(json!({"metadata": {"name": SCHEDULER},
-        "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}})).unwrap();
+        "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}}))
+    .unwrap();
     let mut held = leases.create(&PostParams::default(), &lease).await.unwrap();
     let stale = held.clone();
     held.spec.as_mut().unwrap().holder_identity = Some("b".into());
-    let renewed = leases.replace(SCHEDULER, &PostParams::default(), &held).await.unwrap();
-    assert_ne!(renewed.metadata.resource_version, stale.metadata.resource_version);
-    let err = leases.replace(SCHEDULER, &PostParams::default(), &stale).await.unwrap_err();
+    let renewed = leases
+        .replace(SCHEDULER, &PostParams::default(), &held)
+        .await
+        .unwrap();
+    assert_ne!(
+        renewed.metadata.resource_version,
+        stale.metadata.resource_version
+    );
+    let err = leases
+        .replace(SCHEDULER, &PostParams::default(), &stale)
+        .await
+        .unwrap_err();
     assert_eq!(api_code(err), (409, "Conflict".into()));
     env.finish().await;
 }
@@ -144,7 +244,10 @@ async fn both_event_apis_share_one_storage_and_select_by_their_fields() {
     let ns = namespace(&env).await;
     let events: Api<Event> = Api::namespaced(env.client.clone(), &ns);
     let event = Event {
-        metadata: ObjectMeta { name: Some("p.1".into()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some("p.1".into()),
+            ..Default::default()
+        },
         event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
         reporting_controller: Some(SCHEDULER.into()),
         reporting_instance: Some("r0".into()),
@@ -152,17 +255,34 @@ async fn both_event_apis_share_one_storage_and_select_by_their_fields() {
         reason: Some("Scheduled".into()),
         note: Some("Bound to node-a (Slurm job 4711)".into()),
         type_: Some("Normal".into()),
-        regarding: Some(ObjectReference { kind: Some("Pod".into()), name: Some("p".into()), namespace: Some(ns.clone()), ..Default::default() }),
+        regarding: Some(ObjectReference {
+            kind: Some("Pod".into()),
+            name: Some("p".into()),
+            namespace: Some(ns.clone()),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     events.create(&PostParams::default(), &event).await.unwrap();
     let core: Api<CoreEvent> = Api::namespaced(env.client.clone(), &ns);
-    let listed = core.list(&ListParams::default().fields("involvedObject.name=p")).await.unwrap();
+    let listed = core
+        .list(&ListParams::default().fields("involvedObject.name=p"))
+        .await
+        .unwrap();
     assert_eq!(listed.items.len(), 1);
-    assert_eq!(listed.items[0].message.as_deref(), Some("Bound to node-a (Slurm job 4711)"));
-    let by_regarding = events.list(&ListParams::default().fields("regarding.name=p")).await.unwrap();
+    assert_eq!(
+        listed.items[0].message.as_deref(),
+        Some("Bound to node-a (Slurm job 4711)")
+    );
+    let by_regarding = events
+        .list(&ListParams::default().fields("regarding.name=p"))
+        .await
+        .unwrap();
     assert_eq!(by_regarding.items[0].note, event.note);
-    let refused = events.list(&ListParams::default().fields("involvedObject.name=p")).await.unwrap_err();
+    let refused = events
+        .list(&ListParams::default().fields("involvedObject.name=p"))
+        .await
+        .unwrap_err();
     assert_eq!(api_code(refused).0, 400);
     env.finish().await;
 }
@@ -173,7 +293,9 @@ async fn paging_walks_every_pod_once() {
     let ns = namespace(&env).await;
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), &ns);
     for i in 0..7 {
-        pods.create(&PostParams::default(), &pod(&format!("page-{i}"))).await.unwrap();
+        pods.create(&PostParams::default(), &pod(&format!("page-{i}")))
+            .await
+            .unwrap();
     }
     let mut seen = Vec::new();
     let mut params = ListParams::default().limit(3);
@@ -185,14 +307,21 @@ async fn paging_walks_every_pod_once() {
             _ => break,
         }
     }
-    assert_eq!(seen, (0..7).map(|i| format!("page-{i}")).collect::<Vec<_>>());
+    assert_eq!(
+        seen,
+        (0..7).map(|i| format!("page-{i}")).collect::<Vec<_>>()
+    );
     env.finish().await;
 }
 
 type PodEvents = futures::stream::BoxStream<'static, Result<watcher::Event<Pod>, watcher::Error>>;
 
 /// Read watcher events until one names `want`.
-async fn wait_for(stream: &mut PodEvents, names: &mut std::collections::BTreeSet<String>, want: &str) {
+async fn wait_for(
+    stream: &mut PodEvents,
+    names: &mut std::collections::BTreeSet<String>,
+    want: &str,
+) {
     tokio::time::timeout(Duration::from_secs(30), async {
         while !names.contains(want) {
             match stream.next().await.expect("watcher stream continues") {
@@ -212,7 +341,11 @@ async fn wait_for(stream: &mut PodEvents, names: &mut std::collections::BTreeSet
 /// pods created meanwhile (acceptance case "watch expires").
 #[tokio::test]
 async fn a_runtime_watcher_survives_dropped_and_expired_watches() {
-    let env = Env::start_with(kubesim::Config { history_limit: 20, ..Default::default() }).await;
+    let env = Env::start_with(kubesim::Config {
+        history_limit: 20,
+        ..Default::default()
+    })
+    .await;
     let Some(server) = env.server() else {
         eprintln!("skipped on a real cluster: needs kubesim's fault controls");
         return;
@@ -222,21 +355,31 @@ async fn a_runtime_watcher_survives_dropped_and_expired_watches() {
     let config = watcher::Config::default().fields(&format!("spec.schedulerName={SCHEDULER}"));
     let mut stream: PodEvents = watcher(pods.clone(), config).boxed();
     let mut names = std::collections::BTreeSet::new();
-    pods.create(&PostParams::default(), &pod("w1")).await.unwrap();
+    pods.create(&PostParams::default(), &pod("w1"))
+        .await
+        .unwrap();
     wait_for(&mut stream, &mut names, "w1").await;
 
     // Drop the watch once it is open: the watcher re-watches and sees w2.
     let watches = |server: &kubesim::ServerHandle| {
-        server.requests().iter().filter(|r| r.info.verb == "watch" && r.info.resource == "pods").count()
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.info.verb == "watch" && r.info.resource == "pods")
+            .count()
     };
     let opened = async {
         while watches(server) == 0 {
             let _ = tokio::time::timeout(Duration::from_millis(50), stream.next()).await;
         }
     };
-    tokio::time::timeout(Duration::from_secs(30), opened).await.expect("the watcher watches");
+    tokio::time::timeout(Duration::from_secs(30), opened)
+        .await
+        .expect("the watcher watches");
     server.end_watches();
-    pods.create(&PostParams::default(), &pod("w2")).await.unwrap();
+    pods.create(&PostParams::default(), &pod("w2"))
+        .await
+        .unwrap();
     wait_for(&mut stream, &mut names, "w2").await;
 
     // Expire the watcher's version: churn a pod it does not select past the history
@@ -246,17 +389,31 @@ async fn a_runtime_watcher_survives_dropped_and_expired_watches() {
     pods.create(&PostParams::default(), &other).await.unwrap();
     for i in 0..40 {
         let patch = json!({"metadata": {"labels": {"churn": i.to_string()}}});
-        pods.patch("other", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+        pods.patch("other", &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap();
     }
     let lists = |server: &kubesim::ServerHandle| {
-        server.requests().iter().filter(|r| r.info.verb == "list" && r.info.resource == "pods").count()
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.info.verb == "list" && r.info.resource == "pods")
+            .count()
     };
     let lists_before = lists(server);
     server.end_watches();
-    pods.create(&PostParams::default(), &pod("w3")).await.unwrap();
+    pods.create(&PostParams::default(), &pod("w3"))
+        .await
+        .unwrap();
     wait_for(&mut stream, &mut names, "w3").await;
-    assert!(lists(server) > lists_before, "the expired version made the watcher list again");
-    assert!(watches(server) >= 3, "watched, re-watched after the drop, and after the expiry");
+    assert!(
+        lists(server) > lists_before,
+        "the expired version made the watcher list again"
+    );
+    assert!(
+        watches(server) >= 3,
+        "watched, re-watched after the drop, and after the expiry"
+    );
 
     env.finish().await;
 }
@@ -271,7 +428,9 @@ async fn the_request_log_records_verb_resource_subresource_and_agent() {
     };
     let ns = namespace(&env).await;
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), &ns);
-    pods.create(&PostParams::default(), &pod("logged")).await.unwrap();
+    pods.create(&PostParams::default(), &pod("logged"))
+        .await
+        .unwrap();
     server.clear_requests();
     let request = http::Request::patch(format!("/api/v1/namespaces/{ns}/pods/logged/status"))
         .header("User-Agent", "slurm-pod-scheduler/test")
@@ -283,7 +442,10 @@ async fn the_request_log_records_verb_resource_subresource_and_agent() {
     let records = server.requests();
     assert_eq!(records.len(), 1);
     let r = &records[0];
-    assert_eq!((r.info.verb.as_str(), r.info.resource.as_str()), ("patch", "pods"));
+    assert_eq!(
+        (r.info.verb.as_str(), r.info.resource.as_str()),
+        ("patch", "pods")
+    );
     assert_eq!(r.info.subresource.as_deref(), Some("status"));
     assert_eq!(r.info.namespace.as_deref(), Some(ns.as_str()));
     assert_eq!(r.user_agent, "slurm-pod-scheduler/test");

@@ -27,7 +27,10 @@ fn replayable(step: &str) -> bool {
 }
 
 fn recorded_steps() -> Vec<String> {
-    let path = format!("{}/tests/fixtures/exchanges-1.28.7.jsonl", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fixtures/exchanges-1.28.7.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
@@ -107,16 +110,29 @@ async fn graceful_deletion_deadlines_follow_the_first_delete() {
     let started = Timestamp::now();
     let first = env.replay("delete/bound-grace20").await.body;
     let deadline = |v: &serde_json::Value| -> Timestamp {
-        v["metadata"]["deletionTimestamp"].as_str().unwrap().parse().unwrap()
+        v["metadata"]["deletionTimestamp"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
     };
     let first_deadline = deadline(&first);
     let lower = started + SignedDuration::from_secs(19);
     let upper = Timestamp::now() + SignedDuration::from_secs(21);
-    assert!(first_deadline >= lower && first_deadline <= upper, "{first_deadline}");
+    assert!(
+        first_deadline >= lower && first_deadline <= upper,
+        "{first_deadline}"
+    );
     let longer = env.replay("delete/bound-again-grace30-longer").await.body;
-    assert_eq!(longer["metadata"], first["metadata"], "a longer grace changes nothing");
+    assert_eq!(
+        longer["metadata"], first["metadata"],
+        "a longer grace changes nothing"
+    );
     let shorter = env.replay("delete/bound-again-grace10-shorter").await.body;
-    assert_eq!(deadline(&shorter), first_deadline - SignedDuration::from_secs(10));
+    assert_eq!(
+        deadline(&shorter),
+        first_deadline - SignedDuration::from_secs(10)
+    );
     assert_eq!(shorter["metadata"]["deletionGracePeriodSeconds"], 10);
     env.finish().await;
 }
@@ -127,7 +143,11 @@ async fn graceful_deletion_deadlines_follow_the_first_delete() {
 async fn lists_at_versions_the_store_no_longer_has_or_does_not_have_yet() {
     let env = Env::start().await;
     replay_through(&env, "pods/list-limit1-page3-continue").await;
-    for step in ["expired/list-rv-future-notolderthan", "expired/list-rv-future-exact", "expired/list-rv-not-a-number"] {
+    for step in [
+        "expired/list-rv-future-notolderthan",
+        "expired/list-rv-future-exact",
+        "expired/list-rv-not-a-number",
+    ] {
         let reply = env.replay(step).await;
         if step.ends_with("future-notolderthan") {
             assert_eq!(reply.headers.get("retry-after").unwrap(), "1");
@@ -156,12 +176,20 @@ async fn lists_at_versions_the_store_no_longer_has_or_does_not_have_yet() {
         assert_eq!(reply.status, recorded.status, "{step}: {}", reply.body);
     }
     // The fresh token in the 410 continues the list from where the old one stopped.
-    let (expired, _) = env.send_recorded("expired/list-continue-token-from-before-compaction").await;
+    let (expired, _) = env
+        .send_recorded("expired/list-continue-token-from-before-compaction")
+        .await;
     let token = expired.body["metadata"]["continue"].as_str().unwrap();
-    let path = format!("/api/v1/namespaces/{}/pods?limit=1&continue={token}", env.ns);
+    let path = format!(
+        "/api/v1/namespaces/{}/pods?limit=1&continue={token}",
+        env.ns
+    );
     let rest = env.raw("GET", &path, None, None, None).await;
     assert_eq!(rest.status, 200);
     let first_page = exchange("pods/list-limit1-page2-continue").response_body;
-    assert_eq!(rest.body["items"][0]["metadata"]["name"], first_page["items"][0]["metadata"]["name"]);
+    assert_eq!(
+        rest.body["items"][0]["metadata"]["name"],
+        first_page["items"][0]["metadata"]["name"]
+    );
     env.finish().await;
 }

@@ -16,7 +16,13 @@ fn path_with_timeout(recording: &Value, seconds: u64) -> String {
     let (base, query) = path.split_once('?').unwrap();
     let query: Vec<String> = query
         .split('&')
-        .map(|kv| if kv.starts_with("timeoutSeconds=") { format!("timeoutSeconds={seconds}") } else { kv.into() })
+        .map(|kv| {
+            if kv.starts_with("timeoutSeconds=") {
+                format!("timeoutSeconds={seconds}")
+            } else {
+                kv.into()
+            }
+        })
         .collect();
     format!("{base}?{}", query.join("&"))
 }
@@ -29,7 +35,13 @@ async fn a_pods_life_in_one_watch_matches_the_recording() {
     let recorded = watch_recording("pods-sequence-20s");
     let watch = env.open_watch(&path_with_timeout(&recorded, 8));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    for step in ["watchseq/create", "watchseq/bind", "watchseq/status-patch", "watchseq/delete-graceful", "watchseq/delete-force"] {
+    for step in [
+        "watchseq/create",
+        "watchseq/bind",
+        "watchseq/status-patch",
+        "watchseq/delete-graceful",
+        "watchseq/delete-force",
+    ] {
         env.replay(step).await;
     }
     let stream = watch.await.unwrap();
@@ -38,10 +50,21 @@ async fn a_pods_life_in_one_watch_matches_the_recording() {
     // on the timeout and are checked below).
     let mut recorded_changes = recorded.clone();
     recorded_changes["events"] = Value::Array(
-        recorded["events"].as_array().unwrap().iter().filter(|e| e["event"]["type"] != "BOOKMARK").cloned().collect(),
+        recorded["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"]["type"] != "BOOKMARK")
+            .cloned()
+            .collect(),
     );
     let changes = common::Stream {
-        events: stream.events.iter().filter(|(_, e)| e["type"] != "BOOKMARK").cloned().collect(),
+        events: stream
+            .events
+            .iter()
+            .filter(|(_, e)| e["type"] != "BOOKMARK")
+            .cloned()
+            .collect(),
         closed_after: stream.closed_after,
     };
     env.assert_stream_matches(&changes, &recorded_changes, "pods-sequence");
@@ -49,9 +72,18 @@ async fn a_pods_life_in_one_watch_matches_the_recording() {
     // The force delete shows as MODIFIED (grace 0) then DELETED at the next version.
     let events = changes.changes();
     let (modified, deleted) = (events[events.len() - 2], events[events.len() - 1]);
-    assert_eq!(modified["object"]["metadata"]["deletionGracePeriodSeconds"], 0);
-    assert_eq!(common::rv(&deleted["object"]), common::rv(&modified["object"]) + 1);
-    assert!(stream.closed_after >= Duration::from_secs(7), "closed at the timeout, not before");
+    assert_eq!(
+        modified["object"]["metadata"]["deletionGracePeriodSeconds"],
+        0
+    );
+    assert_eq!(
+        common::rv(&deleted["object"]),
+        common::rv(&modified["object"]) + 1
+    );
+    assert!(
+        stream.closed_after >= Duration::from_secs(7),
+        "closed at the timeout, not before"
+    );
     env.finish().await;
 }
 
@@ -69,12 +101,18 @@ async fn selector_watches_turn_matching_changes_into_added_and_deleted() {
     ];
     // The recorded watches started just before watchsel/create-a; ours start from the
     // version before it, so they see the same writes.
-    let before_create = env.mapped("rv", "294").map(|v| v.parse::<u64>().unwrap() - 1).unwrap();
+    let before_create = env
+        .mapped("rv", "294")
+        .map(|v| v.parse::<u64>().unwrap() - 1)
+        .unwrap();
     let recordings: Vec<Value> = names.iter().map(|n| watch_recording(n)).collect();
     let watches: Vec<_> = recordings
         .iter()
         .map(|r| {
-            let path = path_with_timeout(r, 10).replace("resourceVersion=293", &format!("resourceVersion={before_create}"));
+            let path = path_with_timeout(r, 10).replace(
+                "resourceVersion=293",
+                &format!("resourceVersion={before_create}"),
+            );
             env.open_watch(&path)
         })
         .collect();
@@ -105,7 +143,8 @@ async fn bookmarks_come_only_when_asked_shortly_before_the_deadline() {
     let list = env.send_recorded("bookmark/list-for-rv").await.0;
     let recorded = watch_recording("pods-bookmarks-75s");
     let with = env.open_watch(&path_with_timeout(&recorded, 10));
-    let without = env.open_watch(&path_with_timeout(&recorded, 10).replace("&allowWatchBookmarks=true", ""));
+    let without =
+        env.open_watch(&path_with_timeout(&recorded, 10).replace("&allowWatchBookmarks=true", ""));
     tokio::time::sleep(Duration::from_millis(300)).await;
     for step in ["bookmark/create", "bookmark/patch-label", "bookmark/delete"] {
         env.replay(step).await;
@@ -116,17 +155,27 @@ async fn bookmarks_come_only_when_asked_shortly_before_the_deadline() {
         "spec": {"holderIdentity": "x"}})), Some("application/json"), None).await;
     let with = with.await.unwrap();
     let without = without.await.unwrap();
-    assert!(without.bookmarks().is_empty(), "no bookmark without allowWatchBookmarks");
+    assert!(
+        without.bookmarks().is_empty(),
+        "no bookmark without allowWatchBookmarks"
+    );
     assert_eq!(with.changes().len(), 4);
 
     let bookmarks = with.bookmarks();
-    assert_eq!(bookmarks.len(), 2, "two bookmarks before a 10 s deadline: {bookmarks:?}");
+    assert_eq!(
+        bookmarks.len(),
+        2,
+        "two bookmarks before a 10 s deadline: {bookmarks:?}"
+    );
     let last_pod_event = common::rv(&with.changes()[3]["object"]);
     let recorded_bookmark = &recorded["events"].as_array().unwrap().last().unwrap()["event"];
     for (at, bookmark) in &bookmarks {
         common::assert_same(bookmark, recorded_bookmark, &env.ns, "bookmark shape");
         assert_eq!(common::rv(&bookmark["object"]), last_pod_event);
-        assert!(*at > Duration::from_secs(5) && *at < with.closed_after, "bookmark at {at:?}");
+        assert!(
+            *at > Duration::from_secs(5) && *at < with.closed_after,
+            "bookmark at {at:?}"
+        );
     }
     assert!(common::rv(&list.body) < last_pod_event);
     env.finish().await;
@@ -136,28 +185,48 @@ async fn bookmarks_come_only_when_asked_shortly_before_the_deadline() {
 async fn watch_from_zero_or_unset_starts_with_the_current_pods() {
     let env = Env::start().await;
     env.replay_all(SETUP).await;
-    for step in ["pods/create", "pods/create-initcontainers-sidecar", "pods/create-with-nodeName"] {
+    for step in [
+        "pods/create",
+        "pods/create-initcontainers-sidecar",
+        "pods/create-with-nodeName",
+    ] {
         env.replay(step).await;
     }
-    for query in ["resourceVersion=0&watch=1&timeoutSeconds=2", "watch=1&timeoutSeconds=2"] {
-        let stream = env.open_watch(&format!("/api/v1/namespaces/rec/pods?{query}")).await.unwrap();
+    for query in [
+        "resourceVersion=0&watch=1&timeoutSeconds=2",
+        "watch=1&timeoutSeconds=2",
+    ] {
+        let stream = env
+            .open_watch(&format!("/api/v1/namespaces/rec/pods?{query}"))
+            .await
+            .unwrap();
         let mut names: Vec<String> = stream
             .changes()
             .iter()
             .map(|e| {
                 assert_eq!(e["type"], "ADDED", "{query}");
-                e["object"]["metadata"]["name"].as_str().unwrap().to_string()
+                e["object"]["metadata"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
             })
             .collect();
         names.sort();
-        assert_eq!(names, ["rec-pod-a", "rec-pod-b", "rec-pod-sidecar"], "{query}");
+        assert_eq!(
+            names,
+            ["rec-pod-a", "rec-pod-b", "rec-pod-sidecar"],
+            "{query}"
+        );
     }
     env.finish().await;
 }
 
 #[tokio::test]
 async fn a_version_older_than_the_history_gets_expired_inside_a_200_stream() {
-    let config = kubesim::Config { history_limit: 50, ..Default::default() };
+    let config = kubesim::Config {
+        history_limit: 50,
+        ..Default::default()
+    };
     let env = Env::start_with(config).await;
     if env.is_real() {
         eprintln!("skipped on a real cluster: expiring the watch cache takes > 75 s of churn");
@@ -169,7 +238,13 @@ async fn a_version_older_than_the_history_gets_expired_inside_a_200_stream() {
     for i in 0..60 {
         let patch = serde_json::json!({"metadata": {"labels": {"churn": i.to_string()}}});
         let reply = env
-            .raw("PATCH", "/api/v1/namespaces/rec/pods/rec-pod-a", Some(&patch), Some("application/merge-patch+json"), None)
+            .raw(
+                "PATCH",
+                "/api/v1/namespaces/rec/pods/rec-pod-a",
+                Some(&patch),
+                Some("application/merge-patch+json"),
+                None,
+            )
             .await;
         assert_eq!(reply.status, 200);
     }
@@ -181,8 +256,14 @@ async fn a_version_older_than_the_history_gets_expired_inside_a_200_stream() {
         let error = &stream.events[0].1;
         common::assert_same(error, &recorded["events"][0]["event"], &env.ns, "expired");
         let message = error["object"]["message"].as_str().unwrap();
-        assert!(message.starts_with(&format!("too old resource version: {asked} (")), "{message}");
-        assert!(stream.closed_after < Duration::from_secs(5), "closed right after the error");
+        assert!(
+            message.starts_with(&format!("too old resource version: {asked} (")),
+            "{message}"
+        );
+        assert!(
+            stream.closed_after < Duration::from_secs(5),
+            "closed right after the error"
+        );
     }
     env.finish().await;
 }
@@ -191,15 +272,27 @@ async fn a_version_older_than_the_history_gets_expired_inside_a_200_stream() {
 async fn refused_watches_answer_like_the_real_server() {
     let env = Env::start().await;
     env.replay_all(SETUP).await;
-    for name in ["pods-watch-rv-not-a-number", "pods-sendInitialEvents-watchlist-gate-off"] {
+    for name in [
+        "pods-watch-rv-not-a-number",
+        "pods-sendInitialEvents-watchlist-gate-off",
+    ] {
         let recorded = watch_recording(name);
-        let reply = env.raw("GET", recorded["path"].as_str().unwrap(), None, None, None).await;
-        assert_eq!(reply.status as u64, recorded["status"].as_u64().unwrap(), "{name}");
+        let reply = env
+            .raw("GET", recorded["path"].as_str().unwrap(), None, None, None)
+            .await;
+        assert_eq!(
+            reply.status as u64,
+            recorded["status"].as_u64().unwrap(),
+            "{name}"
+        );
         common::assert_same(&reply.body, &recorded["response_body"], &env.ns, name);
     }
     // A version from the future: no error, no events, closed at the timeout.
     let recorded = watch_recording("pods-watch-rv-future");
-    let stream = env.open_watch(&path_with_timeout(&recorded, 2)).await.unwrap();
+    let stream = env
+        .open_watch(&path_with_timeout(&recorded, 2))
+        .await
+        .unwrap();
     assert!(stream.events.is_empty());
     env.finish().await;
 }

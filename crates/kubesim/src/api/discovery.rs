@@ -13,11 +13,19 @@ use crate::resource::Resource;
 const GROUPS: &[&str] = &["coordination.k8s.io", "events.k8s.io", "policy"];
 
 fn respond(v: Value) -> Option<Response> {
-    Some(json_response(StatusCode::OK, serde_json::to_vec(&v).unwrap_or_default()))
+    Some(json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&v).unwrap_or_default(),
+    ))
 }
 
 /// Answer a discovery, version or OpenAPI request, or `None` for anything else.
-pub(crate) fn serve(state: &AppState, method: &Method, path: &str, _headers: &HeaderMap) -> Option<Response> {
+pub(crate) fn serve(
+    state: &AppState,
+    method: &Method,
+    path: &str,
+    _headers: &HeaderMap,
+) -> Option<Response> {
     if method != Method::GET {
         return None;
     }
@@ -27,9 +35,7 @@ pub(crate) fn serve(state: &AppState, method: &Method, path: &str, _headers: &He
             "major": "1", "minor": "28", "gitVersion": "v1.28.7-kubesim",
             "gitCommit": "", "gitTreeState": "clean", "buildDate": "",
             "goVersion": "", "compiler": "rustc", "platform": "linux/amd64"})),
-        "/healthz" | "/livez" | "/readyz" => {
-            Some(json_response(StatusCode::OK, b"ok".to_vec()))
-        }
+        "/healthz" | "/livez" | "/readyz" => Some(json_response(StatusCode::OK, b"ok".to_vec())),
         "/api" => respond(json!({
             "kind": "APIVersions", "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": state.address}]})),
@@ -66,7 +72,16 @@ fn group(name: &str) -> Value {
 }
 
 fn verbs(r: Resource) -> Vec<&'static str> {
-    let mut v = vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+    let mut v = vec![
+        "create",
+        "delete",
+        "deletecollection",
+        "get",
+        "list",
+        "patch",
+        "update",
+        "watch",
+    ];
     if r == Resource::Namespaces {
         v.retain(|x| *x != "deletecollection");
     }
@@ -76,8 +91,10 @@ fn verbs(r: Resource) -> Vec<&'static str> {
 fn resource_list(group: &str, group_version: &str) -> Value {
     let mut resources = Vec::new();
     if group.is_empty() {
-        resources.push(json!({"name": "bindings", "singularName": "binding", "namespaced": true,
-                              "kind": "Binding", "verbs": ["create"]}));
+        resources.push(
+            json!({"name": "bindings", "singularName": "binding", "namespaced": true,
+                              "kind": "Binding", "verbs": ["create"]}),
+        );
     }
     for r in Resource::ALL.iter().filter(|r| r.group() == group) {
         let mut entry = json!({
@@ -112,10 +129,17 @@ fn resource_list(group: &str, group_version: &str) -> Value {
 /// before creating anything; an empty protobuf message is a valid empty document, and
 /// with no schema to check against kubectl leaves field validation to the server.
 fn openapi_v2(headers: &HeaderMap) -> Response {
-    let accept = headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if accept.contains("protobuf") {
         let ct = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
-        return (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, ct)], Vec::<u8>::new())
+        return (
+            StatusCode::OK,
+            [(axum::http::header::CONTENT_TYPE, ct)],
+            Vec::<u8>::new(),
+        )
             .into_response();
     }
     let doc = json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": "v1.28.7"},
@@ -125,7 +149,10 @@ fn openapi_v2(headers: &HeaderMap) -> Response {
 
 fn openapi_index() -> Value {
     let mut paths = serde_json::Map::new();
-    paths.insert("api/v1".into(), json!({"serverRelativeURL": "/openapi/v3/api/v1?hash=kubesim"}));
+    paths.insert(
+        "api/v1".into(),
+        json!({"serverRelativeURL": "/openapi/v3/api/v1?hash=kubesim"}),
+    );
     for g in GROUPS {
         paths.insert(
             format!("apis/{g}/v1"),
@@ -143,21 +170,35 @@ fn openapi_group(rest: &str) -> Option<Value> {
         "api/v1" => "",
         other => other.strip_prefix("apis/")?.strip_suffix("/v1")?,
     };
-    let base = if group.is_empty() { "/api/v1".to_string() } else { format!("/apis/{group}/v1") };
-    let field_validation = json!({"name": "fieldValidation", "in": "query", "schema": {"type": "string"}});
-    let op = |verb: &str| json!({"operationId": verb, "parameters": [field_validation.clone()],
-                                 "responses": {"200": {"description": "OK"}}});
+    let base = if group.is_empty() {
+        "/api/v1".to_string()
+    } else {
+        format!("/apis/{group}/v1")
+    };
+    let field_validation =
+        json!({"name": "fieldValidation", "in": "query", "schema": {"type": "string"}});
+    let op = |verb: &str| {
+        json!({"operationId": verb, "parameters": [field_validation.clone()],
+                                 "responses": {"200": {"description": "OK"}}})
+    };
     let mut paths = serde_json::Map::new();
     for r in Resource::ALL.iter().filter(|r| r.group() == group) {
         let (collection, item) = if r.namespaced() {
-            (format!("{base}/namespaces/{{namespace}}/{}", r.plural()),
-             format!("{base}/namespaces/{{namespace}}/{}/{{name}}", r.plural()))
+            (
+                format!("{base}/namespaces/{{namespace}}/{}", r.plural()),
+                format!("{base}/namespaces/{{namespace}}/{}/{{name}}", r.plural()),
+            )
         } else {
-            (format!("{base}/{}", r.plural()), format!("{base}/{}/{{name}}", r.plural()))
+            (
+                format!("{base}/{}", r.plural()),
+                format!("{base}/{}/{{name}}", r.plural()),
+            )
         };
         paths.insert(collection, json!({"post": op("create")}));
         paths.insert(item, json!({"put": op("replace"), "patch": op("patch")}));
     }
-    Some(json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.28.7"},
-                "paths": paths, "components": {"schemas": {}}}))
+    Some(
+        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.28.7"},
+                "paths": paths, "components": {"schemas": {}}}),
+    )
 }

@@ -45,7 +45,10 @@ pub struct AppState {
 pub fn router(state: AppState) -> axum::Router {
     axum::Router::new()
         .fallback(dispatch)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate_and_record))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate_and_record,
+        ))
         .with_state(state)
 }
 
@@ -111,7 +114,13 @@ async fn dispatch(
     let Some(target) = parse_path(path) else {
         return ApiError::no_route().into_response();
     };
-    let req = ApiRequest { state: &state, target, query, headers, body };
+    let req = ApiRequest {
+        state: &state,
+        target,
+        query,
+        headers,
+        body,
+    };
     match handle(&method, req).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
@@ -169,7 +178,12 @@ async fn handle(method: &Method, req: ApiRequest<'_>) -> ApiResult<Response> {
 
 /// A JSON response with a status code.
 pub(crate) fn json_response(code: StatusCode, body: Vec<u8>) -> Response {
-    (code, [(header::CONTENT_TYPE, "application/json")], Body::from(body)).into_response()
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(body),
+    )
+        .into_response()
 }
 
 /// A stored object as the addressed API shows it.

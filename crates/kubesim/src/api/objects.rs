@@ -9,9 +9,9 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::{json_response, object_response, render, table, ApiRequest};
+use crate::deletion::{self, DeleteOptions};
 use crate::error::{details, ApiError, ApiResult};
 use crate::patch::{self, PatchType};
-use crate::pods::{self, DeleteOptions};
 use crate::resource::Resource;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{self, key, Outcome, Written};
@@ -36,8 +36,10 @@ pub(crate) struct Filter {
 impl Filter {
     pub fn from_request(req: &ApiRequest<'_>) -> ApiResult<Filter> {
         let labels = LabelSelector::parse(req.query.get("labelSelector").unwrap_or_default())?;
-        let fields =
-            FieldSelector::parse(req.query.get("fieldSelector").unwrap_or_default(), req.target.resource)?;
+        let fields = FieldSelector::parse(
+            req.query.get("fieldSelector").unwrap_or_default(),
+            req.target.resource,
+        )?;
         Ok(Filter { labels, fields })
     }
 
@@ -65,15 +67,30 @@ fn object_key(req: &ApiRequest<'_>) -> String {
 
 fn not_found(req: &ApiRequest<'_>) -> ApiError {
     let r = req.target.resource;
-    ApiError::not_found(r.plural(), r.group(), req.target.name.as_deref().unwrap_or_default())
+    ApiError::not_found(
+        r.plural(),
+        r.group(),
+        req.target.name.as_deref().unwrap_or_default(),
+    )
 }
 
 pub(crate) fn get(req: ApiRequest<'_>) -> ApiResult<Response> {
-    let obj = req.state.store.get(req.target.resource.table(), &object_key(&req));
+    let obj = req
+        .state
+        .store
+        .get(req.target.resource.table(), &object_key(&req));
     let obj = obj.ok_or_else(|| not_found(&req))?;
     if req.wants_table() {
-        let t = table::table(req.target.resource, &[obj], store::resource_version(&Value::Null), true);
-        return Ok(json_response(StatusCode::OK, serde_json::to_vec(&t).unwrap_or_default()));
+        let t = table::table(
+            req.target.resource,
+            &[obj],
+            store::resource_version(&Value::Null),
+            true,
+        );
+        return Ok(json_response(
+            StatusCode::OK,
+            serde_json::to_vec(&t).unwrap_or_default(),
+        ));
     }
     Ok(object_response(StatusCode::OK, req.target.resource, &obj))
 }
@@ -93,15 +110,21 @@ pub(crate) fn parse_rv(raw: Option<&str>) -> ApiResult<Option<u64>> {
 
 fn decode_continue(token: &str) -> ApiResult<(Option<u64>, String)> {
     let invalid = |why: String| {
-        ApiError::bad_request(format!("invalid continue token: continue key is not valid: {why}"))
+        ApiError::bad_request(format!(
+            "invalid continue token: continue key is not valid: {why}"
+        ))
     };
     let bytes = TOKEN_ENGINE
         .decode(token.trim_end_matches('='))
         .map_err(|e| invalid(format!("illegal base64 data: {e}")))?;
-    let parsed: Value = serde_json::from_slice(&bytes).map_err(|_| invalid(go_json_error(&bytes)))?;
+    let parsed: Value =
+        serde_json::from_slice(&bytes).map_err(|_| invalid(go_json_error(&bytes)))?;
     // A token without a positive version (the one a 410 hands out) continues at the
     // current state instead of a snapshot.
-    let rv = parsed["rv"].as_i64().filter(|rv| *rv > 0).map(|rv| rv as u64);
+    let rv = parsed["rv"]
+        .as_i64()
+        .filter(|rv| *rv > 0)
+        .map(|rv| rv as u64);
     let start = parsed["start"].as_str().unwrap_or_default();
     Ok((rv, start.trim_end_matches('\u{0}').to_string()))
 }
@@ -112,7 +135,10 @@ fn go_json_error(bytes: &[u8]) -> String {
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         None => "unexpected end of JSON input".into(),
         Some(&b) if b.is_ascii_graphic() => {
-            format!("invalid character '{}' looking for beginning of value", b as char)
+            format!(
+                "invalid character '{}' looking for beginning of value",
+                b as char
+            )
         }
         Some(&b) => format!("invalid character '\\u{b:04x}' looking for beginning of value"),
     }
@@ -128,7 +154,10 @@ pub(crate) fn list(req: ApiRequest<'_>) -> ApiResult<Response> {
     let table = resource.table();
     let store = &req.state.store;
     let rv = parse_rv(req.query.get("resourceVersion"))?;
-    let rv_match = req.query.get("resourceVersionMatch").filter(|m| !m.is_empty());
+    let rv_match = req
+        .query
+        .get("resourceVersionMatch")
+        .filter(|m| !m.is_empty());
     if rv_match.is_some() && rv.is_none() {
         return Err(ApiError::list_options_invalid(
             "resourceVersionMatch",
@@ -136,12 +165,18 @@ pub(crate) fn list(req: ApiRequest<'_>) -> ApiResult<Response> {
         ));
     }
     let filter = Filter::from_request(&req)?;
-    let limit = req.query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
+    let limit = req
+        .query
+        .int("limit")?
+        .filter(|l| *l > 0)
+        .map(|l| l as usize);
     let current = store.current_rv();
     let oldest = store.oldest_servable(table);
     if let Some(asked) = rv.filter(|v| *v > current) {
         if rv_match == Some("Exact") {
-            return Err(ApiError::internal("etcdserver: mvcc: required revision is a future revision"));
+            return Err(ApiError::internal(
+                "etcdserver: mvcc: required revision is a future revision",
+            ));
         }
         return Err(ApiError::too_large_resource_version(asked, current));
     }
@@ -149,7 +184,9 @@ pub(crate) fn list(req: ApiRequest<'_>) -> ApiResult<Response> {
     // with a limit) fail once that version's history is gone.
     let from_storage = rv.is_some_and(|v| v > 0) && (rv_match == Some("Exact") || limit.is_some());
     if from_storage && rv.is_some_and(|v| v < oldest) {
-        return Err(ApiError::expired("The resourceVersion for the provided list is too old."));
+        return Err(ApiError::expired(
+            "The resourceVersion for the provided list is too old.",
+        ));
     }
     // resourceVersion=0 is served from the watch cache, which ignores limit.
     let limit = if rv == Some(0) { None } else { limit };
@@ -174,17 +211,24 @@ pub(crate) fn list(req: ApiRequest<'_>) -> ApiResult<Response> {
         }
         None => (None, None),
     };
-    let page = store.list(table, &prefix, start.as_deref(), limit, |o| filter.matches(o));
+    let page = store.list(table, &prefix, start.as_deref(), limit, |o| {
+        filter.matches(o)
+    });
     // A continued list reports the version of its first page. A list served from the
     // watch cache (a version given, not read from storage) reports the cache's version:
     // the newest event of this resource, not the global counter.
-    let cache_rv = rv.filter(|_| !from_storage).map(|asked| page.table_rv.max(asked));
+    let cache_rv = rv
+        .filter(|_| !from_storage)
+        .map(|asked| page.table_rv.max(asked));
     let list_rv = token_rv.or(cache_rv).unwrap_or(page.rv);
     let mut metadata = serde_json::Map::new();
     metadata.insert("resourceVersion".into(), json!(list_rv.to_string()));
     if let Some(next) = &page.next_key {
         let relative = next.strip_prefix(&prefix).unwrap_or(next);
-        metadata.insert("continue".into(), json!(encode_continue(list_rv as i64, relative)));
+        metadata.insert(
+            "continue".into(),
+            json!(encode_continue(list_rv as i64, relative)),
+        );
         if filter.is_empty() {
             metadata.insert("remainingItemCount".into(), json!(page.remaining));
         }
@@ -192,9 +236,15 @@ pub(crate) fn list(req: ApiRequest<'_>) -> ApiResult<Response> {
     if req.wants_table() {
         let mut t = table::table(resource, &page.items, list_rv, true);
         t["metadata"] = Value::Object(metadata);
-        return Ok(json_response(StatusCode::OK, serde_json::to_vec(&t).unwrap_or_default()));
+        return Ok(json_response(
+            StatusCode::OK,
+            serde_json::to_vec(&t).unwrap_or_default(),
+        ));
     }
-    Ok(json_response(StatusCode::OK, list_body(resource, &Value::Object(metadata), &page.items)))
+    Ok(json_response(
+        StatusCode::OK,
+        list_body(resource, &Value::Object(metadata), &page.items),
+    ))
 }
 
 /// Serialize a list without cloning its items.
@@ -228,7 +278,10 @@ fn write_item(buf: &mut Vec<u8>, item: &Value) {
     };
     buf.push(b'{');
     let mut first = true;
-    for (k, v) in map.iter().filter(|(k, _)| *k != "kind" && *k != "apiVersion") {
+    for (k, v) in map
+        .iter()
+        .filter(|(k, _)| *k != "kind" && *k != "apiVersion")
+    {
         if !first {
             buf.push(b',');
         }
@@ -241,13 +294,20 @@ fn write_item(buf: &mut Vec<u8>, item: &Value) {
 }
 
 fn check_namespace(req: &ApiRequest<'_>, obj: &mut Value) -> ApiResult<()> {
-    let Some(ns) = req.target.namespace.as_deref() else { return Ok(()) };
+    let Some(ns) = req.target.namespace.as_deref() else {
+        return Ok(());
+    };
     match obj.pointer("/metadata/namespace").and_then(Value::as_str) {
         Some(body_ns) if !body_ns.is_empty() && body_ns != ns => Err(ApiError::bad_request(
             "the namespace of the provided object does not match the namespace sent on the request",
         )),
         _ => {
-            if req.state.store.get(Resource::Namespaces.table(), ns).is_none() {
+            if req
+                .state
+                .store
+                .get(Resource::Namespaces.table(), ns)
+                .is_none()
+            {
                 return Err(ApiError::not_found("namespaces", "", ns));
             }
             Ok(())
@@ -270,13 +330,21 @@ pub(crate) fn create(req: ApiRequest<'_>) -> ApiResult<Response> {
     let warnings = admit::field_validation(resource, &mut obj, req.query.get("fieldValidation"))?;
     check_namespace(&req, &mut obj)?;
     if meta::name(&obj).is_empty() {
-        let generate = obj.pointer("/metadata/generateName").and_then(Value::as_str).unwrap_or_default();
+        let generate = obj
+            .pointer("/metadata/generateName")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if generate.is_empty() {
-            return Err(ApiError::invalid(resource.kind(), resource.group(), "", &[(
-                "metadata.name",
-                "FieldValueRequired",
-                "Required value: name or generateName is required".into(),
-            )]));
+            return Err(ApiError::invalid(
+                resource.kind(),
+                resource.group(),
+                "",
+                &[(
+                    "metadata.name",
+                    "FieldValueRequired",
+                    "Required value: name or generateName is required".into(),
+                )],
+            ));
         }
         let name = format!("{generate}{}", meta::name_suffix());
         meta::metadata_mut(&mut obj).insert("name".into(), json!(name));
@@ -286,7 +354,11 @@ pub(crate) fn create(req: ApiRequest<'_>) -> ApiResult<Response> {
     let key = key(req.target.namespace.as_deref(), &name);
     let written = req.state.store.write(resource.table(), &key, |current| {
         if current.is_some() {
-            return Err(ApiError::already_exists(resource.plural(), resource.group(), &name));
+            return Err(ApiError::already_exists(
+                resource.plural(),
+                resource.group(),
+                &name,
+            ));
         }
         Ok(Outcome::Create(obj))
     })?;
@@ -303,11 +375,19 @@ fn decide_update(
 ) -> ApiResult<Outcome> {
     let resource = req.target.resource;
     let name = meta::name(current).to_string();
-    let current_rv = current["metadata"]["resourceVersion"].as_str().unwrap_or_default();
-    if rv_precondition.as_deref().is_some_and(|rv| !rv.is_empty() && rv != current_rv) {
+    let current_rv = current["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or_default();
+    if rv_precondition
+        .as_deref()
+        .is_some_and(|rv| !rv.is_empty() && rv != current_rv)
+    {
         return Err(ApiError::stale(resource.plural(), resource.group(), &name));
     }
-    let uid = new.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
+    let uid = new
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if !uid.is_empty() && uid != meta::uid(current) {
         return Err(uid_precondition_failed(req, uid, meta::uid(current)));
     }
@@ -316,7 +396,7 @@ fn decide_update(
     if admit::unchanged(&new, current) {
         return Ok(Outcome::Unchanged);
     }
-    if pods::finalized(&new) {
+    if deletion::finalized(&new) {
         return Ok(Outcome::Finalize(new));
     }
     Ok(Outcome::Update(new))
@@ -325,7 +405,12 @@ fn decide_update(
 fn uid_precondition_failed(req: &ApiRequest<'_>, asked: &str, actual: &str) -> ApiError {
     let r = req.target.resource;
     let name = req.target.name.as_deref().unwrap_or_default();
-    let ns_part = req.target.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default();
+    let ns_part = req
+        .target
+        .namespace
+        .as_deref()
+        .map(|n| format!("{n}/"))
+        .unwrap_or_default();
     ApiError::conflict(
         &crate::error::qualified(r.plural(), r.group()),
         r.group(),
@@ -341,7 +426,11 @@ fn uid_precondition_failed(req: &ApiRequest<'_>, asked: &str, actual: &str) -> A
 }
 
 fn written_response(resource: Resource, w: &Written) -> Response {
-    let code = if w.created { StatusCode::CREATED } else { StatusCode::OK };
+    let code = if w.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     object_response(code, resource, &w.object)
 }
 
@@ -357,46 +446,72 @@ pub(crate) fn update(req: ApiRequest<'_>) -> ApiResult<Response> {
     }
     let warnings = admit::field_validation(resource, &mut body, req.query.get("fieldValidation"))?;
     check_namespace(&req, &mut body)?;
-    let rv = body.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string);
-    let written = req.state.store.write(resource.table(), &object_key(&req), |current| {
-        match current {
-            Some(current) => decide_update(&req, body, current, rv),
-            None if resource.create_on_update() && req.target.subresource.is_none() => {
-                let uid = body.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
-                if !uid.is_empty() {
-                    return Err(uid_precondition_failed(&req, uid, ""));
+    let rv = body
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let written =
+        req.state.store.write(
+            resource.table(),
+            &object_key(&req),
+            |current| match current {
+                Some(current) => decide_update(&req, body, current, rv),
+                None if resource.create_on_update() && req.target.subresource.is_none() => {
+                    let uid = body
+                        .pointer("/metadata/uid")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    if !uid.is_empty() {
+                        return Err(uid_precondition_failed(&req, uid, ""));
+                    }
+                    let obj =
+                        admit::prepare_create(resource, body, req.target.namespace.as_deref())?;
+                    Ok(Outcome::Create(obj))
                 }
-                let obj = admit::prepare_create(resource, body, req.target.namespace.as_deref())?;
-                Ok(Outcome::Create(obj))
-            }
-            None => Err(not_found(&req)),
-        }
-    })?;
-    Ok(with_warnings(written_response(resource, &written), &warnings))
+                None => Err(not_found(&req)),
+            },
+        )?;
+    Ok(with_warnings(
+        written_response(resource, &written),
+        &warnings,
+    ))
 }
 
 pub(crate) fn patch(req: ApiRequest<'_>) -> ApiResult<Response> {
     let resource = req.target.resource;
-    let content_type =
-        req.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let content_type = req
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     let patch_type = PatchType::from_content_type(content_type)
         .ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
-    let written = req.state.store.write(resource.table(), &object_key(&req), |current| {
-        let current = current.ok_or_else(|| not_found(&req))?;
-        let shown = render(resource, current);
-        let patched = patch::apply(&shown, patch_type, &req.body)?;
-        let before = shown["metadata"]["resourceVersion"].as_str().unwrap_or_default();
-        let after = patched.pointer("/metadata/resourceVersion").and_then(Value::as_str);
-        // A resourceVersion written by the patch itself is a precondition.
-        let precondition = after.filter(|rv| *rv != before).map(str::to_string);
-        decide_update(&req, patched, current, precondition)
-    })?;
+    let written = req
+        .state
+        .store
+        .write(resource.table(), &object_key(&req), |current| {
+            let current = current.ok_or_else(|| not_found(&req))?;
+            let shown = render(resource, current);
+            let patched = patch::apply(&shown, patch_type, &req.body)?;
+            let before = shown["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default();
+            let after = patched
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str);
+            // A resourceVersion written by the patch itself is a precondition.
+            let precondition = after.filter(|rv| *rv != before).map(str::to_string);
+            decide_update(&req, patched, current, precondition)
+        })?;
     Ok(written_response(resource, &written))
 }
 
 /// Delete options from the query string and the `DeleteOptions` body.
 pub(crate) fn delete_options(req: &ApiRequest<'_>) -> ApiResult<DeleteOptions> {
-    let mut opts = DeleteOptions { grace: req.query.int("gracePeriodSeconds")?, ..Default::default() };
+    let mut opts = DeleteOptions {
+        grace: req.query.int("gracePeriodSeconds")?,
+        ..Default::default()
+    };
     if !req.body.is_empty() {
         let body = req.json_body()?;
         if let Some(g) = body.get("gracePeriodSeconds").and_then(Value::as_i64) {
@@ -418,15 +533,16 @@ pub(crate) fn delete_one(
 ) -> ApiResult<Written> {
     let resource = req.target.resource;
     req.state.store.write(resource.table(), key, |current| {
-        let current = current.ok_or_else(|| ApiError::not_found(resource.plural(), resource.group(), name))?;
+        let current = current
+            .ok_or_else(|| ApiError::not_found(resource.plural(), resource.group(), name))?;
         let (what, group) = match resource {
             Resource::Pods => ("Pod", ""),
             r => (r.plural(), r.group()),
         };
-        pods::check_preconditions(current, what, group, opts)?;
+        deletion::check_preconditions(current, what, group, opts)?;
         Ok(match resource {
-            Resource::Pods => pods::delete_pod(current, opts),
-            _ => pods::delete_plain(current),
+            Resource::Pods => deletion::delete_pod(current, opts),
+            _ => deletion::delete_plain(current),
         })
     })
 }
@@ -443,7 +559,10 @@ pub(crate) fn delete(req: ApiRequest<'_>) -> ApiResult<Response> {
     d["uid"] = json!(meta::uid(&written.object));
     let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                         "details": d});
-    Ok(json_response(StatusCode::OK, serde_json::to_vec(&status).unwrap_or_default()))
+    Ok(json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&status).unwrap_or_default(),
+    ))
 }
 
 pub(crate) fn delete_collection(req: ApiRequest<'_>) -> ApiResult<Response> {
@@ -453,7 +572,12 @@ pub(crate) fn delete_collection(req: ApiRequest<'_>) -> ApiResult<Response> {
     }
     let filter = Filter::from_request(&req)?;
     let opts = delete_options(&req)?;
-    let page = req.state.store.list(resource.table(), &prefix(&req), None, None, |o| filter.matches(o));
+    let page = req
+        .state
+        .store
+        .list(resource.table(), &prefix(&req), None, None, |o| {
+            filter.matches(o)
+        });
     for item in &page.items {
         let name = meta::name(item);
         let key = key(item["metadata"]["namespace"].as_str(), name);
@@ -465,5 +589,8 @@ pub(crate) fn delete_collection(req: ApiRequest<'_>) -> ApiResult<Response> {
     }
     // The answer is the list as it was before deleting, like kube-apiserver's.
     let metadata = json!({"resourceVersion": page.rv.to_string()});
-    Ok(json_response(StatusCode::OK, list_body(resource, &metadata, &page.items)))
+    Ok(json_response(
+        StatusCode::OK,
+        list_body(resource, &metadata, &page.items),
+    ))
 }

@@ -6,35 +6,45 @@ use serde_json::Value;
 
 use super::objects::delete_one;
 use super::{success_status, ApiRequest};
+use crate::deletion::DeleteOptions;
 use crate::error::{ApiError, ApiResult};
-use crate::pods::{self, Binding, DeleteOptions};
-use crate::store::{key, Outcome};
 use crate::meta;
+use crate::pods::{self, Binding};
+use crate::store::{key, Outcome};
 
 pub(crate) fn bind(req: ApiRequest<'_>) -> ApiResult<Response> {
     let body = req.json_body()?;
     let body_name = meta::name(&body).to_string();
     let name = match &req.target.name {
         Some(url_name) if *url_name != body_name => {
-            return Err(ApiError::bad_request("name in URL does not match name in Binding object"));
+            return Err(ApiError::bad_request(
+                "name in URL does not match name in Binding object",
+            ));
         }
         Some(url_name) => url_name.clone(),
         None => body_name,
     };
-    let node = body.pointer("/target/name").and_then(Value::as_str).unwrap_or_default();
+    let node = body
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if node.is_empty() {
         return Err(ApiError::internal("target.name: Required value"));
     }
     let binding = Binding {
         node,
         uid: body.pointer("/metadata/uid").and_then(Value::as_str),
-        annotations: body.pointer("/metadata/annotations").and_then(Value::as_object),
+        annotations: body
+            .pointer("/metadata/annotations")
+            .and_then(Value::as_object),
     };
     let key = key(req.target.namespace.as_deref(), &name);
-    req.state.store.write(crate::resource::Table::Pods, &key, |current| {
-        let current = current.ok_or_else(|| ApiError::not_found("pods", "", &name))?;
-        Ok(Outcome::Update(pods::bind(current, &binding)?))
-    })?;
+    req.state
+        .store
+        .write(crate::resource::Table::Pods, &key, |current| {
+            let current = current.ok_or_else(|| ApiError::not_found("pods", "", &name))?;
+            Ok(Outcome::Update(pods::bind(current, &binding)?))
+        })?;
     tracing::debug!(pod = %key, node, "bound");
     Ok(success_status(201))
 }
@@ -43,7 +53,9 @@ pub(crate) fn evict(req: ApiRequest<'_>) -> ApiResult<Response> {
     let body = req.json_body()?;
     let name = req.target.name.clone().unwrap_or_default();
     if meta::name(&body) != name {
-        return Err(ApiError::bad_request("name in URL does not match name in Eviction object"));
+        return Err(ApiError::bad_request(
+            "name in URL does not match name in Eviction object",
+        ));
     }
     let key = key(req.target.namespace.as_deref(), &name);
     let store = &req.state.store;
@@ -56,7 +68,10 @@ pub(crate) fn evict(req: ApiRequest<'_>) -> ApiResult<Response> {
     let options = &body["deleteOptions"];
     let opts = DeleteOptions {
         grace: options.get("gracePeriodSeconds").and_then(Value::as_i64),
-        uid: options.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
+        uid: options
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         resource_version: options
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)

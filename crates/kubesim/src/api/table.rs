@@ -39,10 +39,18 @@ fn columns(resource: Resource) -> Vec<Value> {
             column("Container-Runtime", 1, ""),
         ],
         Resource::Namespaces => {
-            vec![column("Name", 0, "name"), column("Status", 0, ""), column("Age", 0, "")]
+            vec![
+                column("Name", 0, "name"),
+                column("Status", 0, ""),
+                column("Age", 0, ""),
+            ]
         }
         Resource::Leases => {
-            vec![column("Name", 0, "name"), column("Holder", 0, ""), column("Age", 0, "")]
+            vec![
+                column("Name", 0, "name"),
+                column("Holder", 0, ""),
+                column("Age", 0, ""),
+            ]
         }
         Resource::CoreEvents | Resource::Events => vec![
             column("Last Seen", 0, ""),
@@ -56,21 +64,35 @@ fn columns(resource: Resource) -> Vec<Value> {
 
 /// kubectl's short human duration ("5s", "3m2s", "4h", "2d").
 pub fn human_age(since: Option<&str>) -> String {
-    let Some(t) = since.and_then(meta::parse_time) else { return "<unknown>".into() };
+    let Some(t) = since.and_then(meta::parse_time) else {
+        return "<unknown>".into();
+    };
     let secs = (Timestamp::now() - t).get_seconds().max(0);
     let (m, h, d) = (secs / 60, secs / 3600, secs / 86400);
     if secs < 120 {
         format!("{secs}s")
     } else if m < 10 {
-        if secs % 60 == 0 { format!("{m}m") } else { format!("{m}m{}s", secs % 60) }
+        if secs % 60 == 0 {
+            format!("{m}m")
+        } else {
+            format!("{m}m{}s", secs % 60)
+        }
     } else if m < 180 {
         format!("{m}m")
     } else if h < 8 {
-        if m % 60 == 0 { format!("{h}h") } else { format!("{h}h{}m", m % 60) }
+        if m % 60 == 0 {
+            format!("{h}h")
+        } else {
+            format!("{h}h{}m", m % 60)
+        }
     } else if h < 48 {
         format!("{h}h")
     } else if h < 192 {
-        if h % 24 == 0 { format!("{d}d") } else { format!("{d}d{}h", h % 24) }
+        if h % 24 == 0 {
+            format!("{d}d")
+        } else {
+            format!("{d}d{}h", h % 24)
+        }
     } else {
         format!("{d}d")
     }
@@ -91,8 +113,9 @@ fn cells(resource: Resource, obj: &Value) -> Vec<Value> {
             let total = obj["spec"]["containers"].as_array().map_or(0, Vec::len);
             let statuses = obj["status"]["containerStatuses"].as_array();
             let ready = statuses.map_or(0, |s| s.iter().filter(|c| c["ready"] == true).count());
-            let restarts: i64 =
-                statuses.map_or(0, |s| s.iter().filter_map(|c| c["restartCount"].as_i64()).sum());
+            let restarts: i64 = statuses.map_or(0, |s| {
+                s.iter().filter_map(|c| c["restartCount"].as_i64()).sum()
+            });
             let status = if meta::is_terminating(obj) {
                 "Terminating".to_string()
             } else {
@@ -151,7 +174,11 @@ fn cells(resource: Resource, obj: &Value) -> Vec<Value> {
                 unknown(&info["containerRuntimeVersion"]),
             ]
         }
-        Resource::Namespaces => vec![name, json!(obj["status"]["phase"].as_str().unwrap_or("")), age],
+        Resource::Namespaces => vec![
+            name,
+            json!(obj["status"]["phase"].as_str().unwrap_or("")),
+            age,
+        ],
         Resource::Leases => vec![name, or_none(&obj["spec"]["holderIdentity"]), age],
         Resource::CoreEvents | Resource::Events => {
             let last = obj["lastTimestamp"]
@@ -187,7 +214,11 @@ fn row(resource: Resource, obj: &Value) -> Value {
 /// A Table of objects.
 pub fn table(resource: Resource, items: &[Arc<Value>], rv: u64, with_columns: bool) -> Value {
     let rows: Vec<Value> = items.iter().map(|o| row(resource, o)).collect();
-    let columns = if with_columns { columns(resource) } else { Vec::new() };
+    let columns = if with_columns {
+        columns(resource)
+    } else {
+        Vec::new()
+    };
     json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1",
            "metadata": {"resourceVersion": rv.to_string()},
            "columnDefinitions": columns, "rows": rows})

@@ -71,7 +71,12 @@ pub(crate) fn serve(req: ApiRequest<'_>) -> ApiResult<Response> {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::convert::Infallible>>(256);
     tokio::spawn(watcher.run(from, timeout, tx));
     let body = Body::from_stream(ReceiverStream::new(rx));
-    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response())
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 impl Watcher {
@@ -168,7 +173,9 @@ impl Watcher {
         if self.prefix.is_empty() {
             return true;
         }
-        meta["namespace"].as_str().is_some_and(|ns| self.prefix.strip_suffix('/') == Some(ns))
+        meta["namespace"]
+            .as_str()
+            .is_some_and(|ns| self.prefix.strip_suffix('/') == Some(ns))
     }
 
     fn matches(&self, obj: &Value) -> bool {
@@ -187,7 +194,9 @@ impl Watcher {
             (EventType::Modified, Some(true) | None, true) => {
                 Some(self.render(event, EventType::Modified, None))
             }
-            (EventType::Modified, Some(false), true) => Some(self.render(event, EventType::Added, None)),
+            (EventType::Modified, Some(false), true) => {
+                Some(self.render(event, EventType::Added, None))
+            }
             (EventType::Modified, Some(true), false) if !plain => {
                 // Stopped matching: DELETED with the last matching state, at the new version.
                 let mut old = event.previous.as_deref().cloned().unwrap_or(Value::Null);

@@ -13,6 +13,9 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 use http::{Method, Request};
+
+mod mapping;
+pub use mapping::Mapping;
 use serde_json::{json, Value};
 
 /// Environment variable naming a real cluster's kubeconfig.
@@ -50,7 +53,9 @@ pub fn exchange(step: &str) -> Exchange {
             .map(|v| (v["step"].as_str().unwrap_or_default().to_string(), v))
             .collect()
     });
-    let v = all.get(step).unwrap_or_else(|| panic!("no recorded step {step}"));
+    let v = all
+        .get(step)
+        .unwrap_or_else(|| panic!("no recorded step {step}"));
     let header = |name: &str| v["request_headers"][name].as_str().map(str::to_string);
     Exchange {
         step: step.to_string(),
@@ -91,115 +96,6 @@ pub struct Env {
     map: Mutex<Mapping>,
 }
 
-/// Correspondence between the recording's run-specific values and this run's. A
-/// resourceVersion must always map to the same one: the same writes must produce the
-/// same version relations (a no-op keeps its version, every write takes a new one).
-#[derive(Default)]
-pub struct Mapping {
-    values: HashMap<String, String>,
-    reverse: HashMap<String, String>,
-    pub conflicts: Vec<String>,
-}
-
-impl Mapping {
-    fn learn(&mut self, kind: &str, recorded: &str, actual: &str, step: &str) {
-        let rk = format!("{kind}:{recorded}");
-        let ak = format!("{kind}:{actual}");
-        if let Some(prev) = self.values.get(&rk) {
-            if prev != actual {
-                self.conflicts.push(format!(
-                    "{step}: recorded {kind} {recorded} was {prev} before, now {actual}"
-                ));
-            }
-            return;
-        }
-        if let Some(prev) = self.reverse.get(&ak) {
-            if prev != recorded {
-                self.conflicts.push(format!(
-                    "{step}: {kind} {actual} stands for recorded {prev} and {recorded}"
-                ));
-            }
-            return;
-        }
-        self.values.insert(rk, actual.to_string());
-        self.reverse.insert(ak, recorded.to_string());
-    }
-
-    fn learn_loose(&mut self, kind: &str, recorded: &str, actual: &str) {
-        self.values.entry(format!("{kind}:{recorded}")).or_insert_with(|| actual.to_string());
-    }
-
-    fn get(&self, kind: &str, recorded: &str) -> Option<&String> {
-        self.values.get(&format!("{kind}:{recorded}"))
-    }
-
-    /// Walk a recorded body and this run's answer side by side.
-    fn walk(&mut self, recorded: &Value, actual: &Value, step: &str) {
-        match (recorded, actual) {
-            (Value::Object(r), Value::Object(a)) => {
-                for (k, rv) in r {
-                    let Some(av) = a.get(k) else { continue };
-                    match (k.as_str(), rv.as_str(), av.as_str()) {
-                        ("uid", Some(x), Some(y)) => self.learn("uid", x, y, step),
-                        ("resourceVersion", Some(x), Some(y)) => self.learn("rv", x, y, step),
-                        ("continue", Some(x), Some(y)) => self.learn("continue", x, y, step),
-                        _ => self.walk(rv, av, step),
-                    }
-                }
-            }
-            (Value::Array(r), Value::Array(a)) if r.len() == a.len() => {
-                for (x, y) in r.iter().zip(a) {
-                    self.walk(x, y, step);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Rewrite recorded uids and resourceVersions in a request body to this run's.
-    fn translate(&self, v: &mut Value) {
-        match v {
-            Value::Object(map) => {
-                for (k, val) in map.iter_mut() {
-                    let kind = match k.as_str() {
-                        "uid" => "uid",
-                        "resourceVersion" => "rv",
-                        _ => {
-                            self.translate(val);
-                            continue;
-                        }
-                    };
-                    if let Some(new) = val.as_str().and_then(|s| self.get(kind, s)) {
-                        *val = json!(new);
-                    }
-                }
-            }
-            Value::Array(items) => items.iter_mut().for_each(|i| self.translate(i)),
-            _ => {}
-        }
-    }
-
-    /// Rewrite `resourceVersion=` and `continue=` query values.
-    fn translate_path(&self, path: &str) -> String {
-        let Some((base, query)) = path.split_once('?') else { return path.to_string() };
-        let parts: Vec<String> = query
-            .split('&')
-            .map(|kv| match kv.split_once('=') {
-                Some(("resourceVersion", v)) => match self.get("rv", v) {
-                    Some(n) => format!("resourceVersion={n}"),
-                    None => kv.to_string(),
-                },
-                Some(("continue", v)) => match self.get("continue", v) {
-                    Some(n) => format!("continue={n}"),
-                    None => kv.to_string(),
-                },
-                _ => kv.to_string(),
-            })
-            .collect();
-        format!("{base}?{}", parts.join("&"))
-    }
-}
-
 impl Env {
     /// A fresh kubesim, or the real cluster when `KUBESIM_REAL_KUBECONFIG` is set.
     pub async fn start() -> Env {
@@ -209,21 +105,37 @@ impl Env {
     /// Like [`Env::start`], with a kubesim configuration.
     pub async fn start_with(config: kubesim::Config) -> Env {
         if let Ok(path) = std::env::var(REAL_KUBECONFIG) {
-            let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("reading kubeconfig");
+            let kubeconfig =
+                kube::config::Kubeconfig::read_from(&path).expect("reading kubeconfig");
             let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
                 .await
                 .expect("kubeconfig usable");
             config.default_retry = false;
             let client = kube::Client::try_from(config).expect("client");
             let ns = format!("rec-{}", kubesim::meta::name_suffix());
-            return Env { client, ns, server: None, map: Mutex::default() };
+            return Env {
+                client,
+                ns,
+                server: None,
+                map: Mutex::default(),
+            };
         }
-        let server = kubesim::Server::start(config).await.expect("kubesim starts");
-        let mut config = server.kube_config().await.expect("client config for kubesim");
+        let server = kubesim::Server::start(config)
+            .await
+            .expect("kubesim starts");
+        let mut config = server
+            .kube_config()
+            .await
+            .expect("client config for kubesim");
         // The suite looks at every answer as sent, 429/503/504 included: no retries.
         config.default_retry = false;
         let client = kube::Client::try_from(config).expect("client for kubesim");
-        Env { client, ns: "rec".into(), server: Some(server), map: Mutex::default() }
+        Env {
+            client,
+            ns: "rec".into(),
+            server: Some(server),
+            map: Mutex::default(),
+        }
     }
 
     /// Whether this runs against a real cluster.
@@ -274,14 +186,28 @@ impl Env {
             Some(Value::Null) | None => Vec::new(),
             Some(b) => serde_json::to_vec(b).expect("body serializes"),
         };
-        let request = builder.body(kube::client::Body::from(bytes)).expect("request");
-        let response = self.client.send(request).await.expect("request reaches the server");
+        let request = builder
+            .body(kube::client::Body::from(bytes))
+            .expect("request");
+        let response = self
+            .client
+            .send(request)
+            .await
+            .expect("request reaches the server");
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let bytes = response.into_body().collect_bytes().await.expect("body reads");
+        let bytes = response
+            .into_body()
+            .collect_bytes()
+            .await
+            .expect("body reads");
         let body = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        Reply { status, headers, body }
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// Send a recorded request (in this run's namespace, with this run's uids,
@@ -295,8 +221,15 @@ impl Env {
             map.translate(&mut body);
             map.translate_path(&self.localize_path(&ex.path))
         };
-        let reply =
-            self.raw(&ex.method, &path, Some(&body), ex.content_type.as_deref(), ex.accept.as_deref()).await;
+        let reply = self
+            .raw(
+                &ex.method,
+                &path,
+                Some(&body),
+                ex.content_type.as_deref(),
+                ex.accept.as_deref(),
+            )
+            .await;
         {
             let mut map = self.map.lock().unwrap();
             let kind = ex.response_body["kind"].as_str().unwrap_or_default();
@@ -305,7 +238,9 @@ impl Env {
                 // also moves with background writes (its own leases): learned for
                 // later requests, but not held to a one-to-one relation.
                 let (r, a) = (&ex.response_body["metadata"], &reply.body["metadata"]);
-                if let (Some(r), Some(a)) = (r["resourceVersion"].as_str(), a["resourceVersion"].as_str()) {
+                if let (Some(r), Some(a)) =
+                    (r["resourceVersion"].as_str(), a["resourceVersion"].as_str())
+                {
                     map.learn_loose("rv", r, a);
                 }
                 map.walk(&ex.response_body["items"], &reply.body["items"], step);
@@ -324,10 +259,18 @@ impl Env {
     /// relations match the recording.
     pub async fn replay(&self, step: &str) -> Reply {
         let (reply, ex) = self.send_recorded(step).await;
-        assert_eq!(reply.status, ex.status, "{step}: status (body {})", reply.body);
+        assert_eq!(
+            reply.status, ex.status,
+            "{step}: status (body {})",
+            reply.body
+        );
         assert_same(&reply.body, &ex.response_body, &self.ns, step);
         let conflicts = std::mem::take(&mut self.map.lock().unwrap().conflicts);
-        assert!(conflicts.is_empty(), "version relations differ from the recording:\n{}", conflicts.join("\n"));
+        assert!(
+            conflicts.is_empty(),
+            "version relations differ from the recording:\n{}",
+            conflicts.join("\n")
+        );
         reply
     }
 
@@ -351,7 +294,9 @@ impl Env {
                 let path = format!("/api/v1/namespaces/{}", self.ns);
                 let _ = self.raw("DELETE", &path, None, None, None).await;
                 for node in ["rec-node-1", "rec-node-2"] {
-                    let _ = self.raw("DELETE", &format!("/api/v1/nodes/{node}"), None, None, None).await;
+                    let _ = self
+                        .raw("DELETE", &format!("/api/v1/nodes/{node}"), None, None, None)
+                        .await;
                 }
             }
         }
@@ -411,7 +356,10 @@ pub fn normalize(v: &Value, ns: &str) -> Value {
             }
             if is_namespace {
                 out["metadata"]["name"] = json!("<ns>");
-                if out["metadata"]["labels"].get("kubernetes.io/metadata.name").is_some() {
+                if out["metadata"]["labels"]
+                    .get("kubernetes.io/metadata.name")
+                    .is_some()
+                {
                     out["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!("<ns>");
                 }
             }
@@ -470,7 +418,10 @@ pub fn assert_same(actual: &Value, recorded: &Value, ns: &str, context: &str) {
     if a != r {
         let mut diffs = Vec::new();
         diff(&a, &r, "", &mut diffs);
-        panic!("{context}: differs from the recording:\n  {}", diffs.join("\n  "));
+        panic!(
+            "{context}: differs from the recording:\n  {}",
+            diffs.join("\n  ")
+        );
     }
 }
 
@@ -501,7 +452,10 @@ fn diff(a: &Value, r: &Value, path: &str, out: &mut Vec<String>) {
 
 /// resourceVersion of an object or list as a number.
 pub fn rv(v: &Value) -> u64 {
-    v["metadata"]["resourceVersion"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0)
+    v["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The setup most scenarios share: namespace and the two nodes.
@@ -518,12 +472,20 @@ pub struct Stream {
 impl Stream {
     /// The events that are not bookmarks.
     pub fn changes(&self) -> Vec<&Value> {
-        self.events.iter().map(|(_, e)| e).filter(|e| e["type"] != "BOOKMARK").collect()
+        self.events
+            .iter()
+            .map(|(_, e)| e)
+            .filter(|e| e["type"] != "BOOKMARK")
+            .collect()
     }
 
     /// Arrival times of the bookmarks.
     pub fn bookmarks(&self) -> Vec<(std::time::Duration, &Value)> {
-        self.events.iter().filter(|(_, e)| e["type"] == "BOOKMARK").map(|(t, e)| (*t, e)).collect()
+        self.events
+            .iter()
+            .filter(|(_, e)| e["type"] == "BOOKMARK")
+            .map(|(t, e)| (*t, e))
+            .collect()
     }
 }
 
@@ -532,7 +494,11 @@ impl Env {
     /// server closes it.
     pub fn open_watch(&self, path: &str) -> tokio::task::JoinHandle<Stream> {
         let client = self.client.clone();
-        let path = self.map.lock().unwrap().translate_path(&self.localize_path(path));
+        let path = self
+            .map
+            .lock()
+            .unwrap()
+            .translate_path(&self.localize_path(path));
         tokio::spawn(async move {
             use futures::{AsyncBufReadExt, TryStreamExt};
             let started = std::time::Instant::now();
@@ -547,15 +513,22 @@ impl Env {
                 let event: Value = serde_json::from_str(&line).expect("events are JSON");
                 events.push((started.elapsed(), event));
             }
-            Stream { events, closed_after: started.elapsed() }
+            Stream {
+                events,
+                closed_after: started.elapsed(),
+            }
         })
     }
 
     /// Compare the events of a stream with a recorded watch, learning the version
     /// relations the events show.
     pub fn assert_stream_matches(&self, stream: &Stream, recorded: &Value, context: &str) {
-        let recorded_events: Vec<&Value> =
-            recorded["events"].as_array().expect("events").iter().map(|e| &e["event"]).collect();
+        let recorded_events: Vec<&Value> = recorded["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| &e["event"])
+            .collect();
         let got: Vec<String> = stream
             .events
             .iter()
@@ -571,6 +544,10 @@ impl Env {
             assert_same(got, want, &self.ns, context);
             map.walk(want, got, context);
         }
-        assert!(map.conflicts.is_empty(), "{context}: version relations differ:\n{}", map.conflicts.join("\n"));
+        assert!(
+            map.conflicts.is_empty(),
+            "{context}: version relations differ:\n{}",
+            map.conflicts.join("\n")
+        );
     }
 }
