@@ -27,6 +27,8 @@ pub struct PodLife {
     grace: Duration,
     /// The fingerprint of the newest pod view, which may differ while a submit is in flight.
     latest: u64,
+    /// The newest pod view's node: set when someone else bound the pod.
+    latest_node: Option<String>,
     /// The newest pod view's rejection, kept for the same reason.
     latest_rejection: Option<(String, String)>,
     pod_gone: bool,
@@ -50,6 +52,7 @@ impl PodLife {
             last_condition: None,
             grace: Duration::from_secs(30),
             latest: 0,
+            latest_node: None,
             latest_rejection: None,
             pod_gone: false,
             pod_final: false,
@@ -115,6 +118,7 @@ impl PodLife {
         self.grace = pod.grace;
         self.latest = pod.fingerprint;
         self.latest_rejection = pod.rejection.clone();
+        self.latest_node = pod.node.clone();
         let stopped = pod.phase.is_final();
         self.pod_final |= stopped;
         match self.stage.clone() {
@@ -144,8 +148,11 @@ impl PodLife {
             }
             Stage::Submitting => {}
             Stage::Queued { job } => {
-                if stopped || pod.terminating || pod.node.is_some() {
+                if stopped || pod.terminating {
                     self.release(job, CancelReason::PodDeletedWhilePending, out);
+                } else if pod.node.is_some() {
+                    // Bound by someone else while the job waits: keep the job until Slurm
+                    // allocates, then keep it only if Slurm chose the same node.
                 } else if pod.fingerprint != self.fingerprint {
                     // Placement inputs changed before allocation: replace the job so the
                     // new ones take effect.
@@ -374,13 +381,24 @@ impl PodLife {
             return;
         }
         match fit {
-            NodeFit::Usable(node) => {
-                self.stage = Stage::Binding {
-                    job,
-                    node: node.clone(),
-                };
-                out.push(Action::Bind { job, node });
-            }
+            NodeFit::Usable(node) => match self.latest_node.clone() {
+                None => {
+                    self.stage = Stage::Binding {
+                        job,
+                        node: node.clone(),
+                    };
+                    out.push(Action::Bind { job, node });
+                }
+                // Someone else bound the pod meanwhile: to Slurm's node is as good as ours.
+                Some(other) if other == node => {
+                    self.stage = Stage::Bound {
+                        job,
+                        node,
+                        stuck_since: None,
+                    };
+                }
+                Some(other) => self.bound_elsewhere(job, &node, &other, out),
+            },
             NodeFit::Unusable { why } => {
                 out.push(Action::Cancel {
                     job,
@@ -437,17 +455,7 @@ impl PodLife {
                     stuck_since: None,
                 };
             }
-            BindOutcome::AlreadyOn(other) => {
-                out.push(Action::Event {
-                    kind: EventKind::Warning,
-                    reason: "FailedScheduling",
-                    message: format!(
-                        "The pod was bound to {other} by someone else while Slurm job {job} held \
-                         {node}; the job is cancelled"
-                    ),
-                });
-                self.release(job, CancelReason::BoundElsewhere, out);
-            }
+            BindOutcome::AlreadyOn(other) => self.bound_elsewhere(job, &node, &other, out),
             BindOutcome::PodGone => {
                 self.pod_gone = true;
                 self.release(job, CancelReason::PodDeletedWhilePending, out);
@@ -560,6 +568,18 @@ impl PodLife {
             deadline,
             forced: false,
         };
+    }
+
+    fn bound_elsewhere(&mut self, job: JobId, node: &str, other: &str, out: &mut Vec<Action>) {
+        out.push(Action::Event {
+            kind: EventKind::Warning,
+            reason: "FailedScheduling",
+            message: format!(
+                "The pod was bound to {other} by someone else while Slurm job {job} held \
+                 {node}; the job is cancelled"
+            ),
+        });
+        self.release(job, CancelReason::BoundElsewhere, out);
     }
 
     fn release(&mut self, job: JobId, reason: CancelReason, out: &mut Vec<Action>) {

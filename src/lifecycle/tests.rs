@@ -902,3 +902,80 @@ fn repeated_unusable_placements_back_off() {
         }
     }
 }
+
+/// A life whose job is queued as job 7.
+fn queued() -> (PodLife, Instant) {
+    let now = Instant::now();
+    let mut life = PodLife::new();
+    life.observe(Observation::Pod(pod()), now, &t());
+    life.observe(
+        Observation::Submitted(SubmitOutcome::Accepted(7)),
+        now,
+        &t(),
+    );
+    (life, now)
+}
+
+#[test]
+fn bound_by_someone_else_to_slurms_node_keeps_the_job_without_binding() {
+    let (mut life, now) = queued();
+    let elsewhere = PodView {
+        node: Some("n1".into()),
+        ..pod()
+    };
+    assert!(life
+        .observe(Observation::Pod(elsewhere), now, &t())
+        .is_empty());
+    life.observe(
+        Observation::Job(JobView::Running {
+            slurm_node: "n1".into(),
+        }),
+        now,
+        &t(),
+    );
+    let a = life.observe(
+        Observation::Placed {
+            slurm_node: "n1".into(),
+            fit: NodeFit::Usable("n1".into()),
+        },
+        now,
+        &t(),
+    );
+    assert!(a.is_empty(), "no bind, no cancel: {a:?}");
+    assert!(matches!(life.stage, Stage::Bound { job: 7, .. }));
+}
+
+#[test]
+fn bound_by_someone_else_to_another_node_cancels_the_job_when_slurm_allocates() {
+    let (mut life, now) = queued();
+    let elsewhere = PodView {
+        node: Some("n2".into()),
+        ..pod()
+    };
+    assert!(life
+        .observe(Observation::Pod(elsewhere), now, &t())
+        .is_empty());
+    life.observe(
+        Observation::Job(JobView::Running {
+            slurm_node: "n1".into(),
+        }),
+        now,
+        &t(),
+    );
+    let a = life.observe(
+        Observation::Placed {
+            slurm_node: "n1".into(),
+            fit: NodeFit::Usable("n1".into()),
+        },
+        now,
+        &t(),
+    );
+    assert_eq!(reasons(&a), vec!["FailedScheduling"]);
+    assert!(a.contains(&Action::Cancel {
+        job: 7,
+        reason: CancelReason::BoundElsewhere
+    }));
+    assert!(!a
+        .iter()
+        .any(|a| matches!(a, Action::Bind { .. } | Action::Submit { .. })));
+}
