@@ -163,16 +163,33 @@ pub fn normalize_conditions(resource: Resource, obj: &mut Value) {
     }
 }
 
-/// Whether an update changed nothing but the resourceVersion it carried.
+/// Whether an update changed nothing but the resourceVersion it carried (compared
+/// without copying either object).
 pub fn unchanged(new: &Value, old: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.remove("resourceVersion");
-        }
-        v
+    let (Some(n), Some(o)) = (new.as_object(), old.as_object()) else {
+        return new == old;
     };
-    strip(new) == strip(old)
+    if n.len() != o.len() {
+        return false;
+    }
+    n.iter().all(|(k, v)| match (k.as_str(), o.get(k)) {
+        ("metadata", Some(ov)) => same_except_rv(v, ov),
+        (_, Some(ov)) => v == ov,
+        (_, None) => false,
+    })
+}
+
+fn same_except_rv(new: &Value, old: &Value) -> bool {
+    let (Some(n), Some(o)) = (new.as_object(), old.as_object()) else {
+        return new == old;
+    };
+    let relevant = |m: &'_ serde_json::Map<String, Value>| {
+        m.keys().filter(|k| *k != "resourceVersion").count()
+    };
+    relevant(n) == relevant(o)
+        && n.iter()
+            .filter(|(k, _)| *k != "resourceVersion")
+            .all(|(k, v)| o.get(k) == Some(v))
 }
 
 /// Fields of `input` the resource's schema does not know, as dotted paths, and the
