@@ -38,7 +38,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             token: Some("kubesim-admin-token".into()),
             history_limit: 100_000,
-            request_log_limit: 1_000_000,
+            request_log_limit: 200_000,
             namespaces: ["default", "kube-system", "kube-public", "kube-node-lease"]
                 .map(String::from)
                 .to_vec(),

@@ -154,6 +154,11 @@ impl ApiRequest<'_> {
 }
 
 async fn handle(method: &Method, req: ApiRequest<'_>) -> ApiResult<Response> {
+    if req.query.get("dryRun").is_some_and(|d| !d.is_empty()) {
+        // Refused rather than ignored: ignoring it would write what the client only
+        // meant to try.
+        return Err(ApiError::bad_request("dryRun is not supported by kubesim"));
+    }
     let sub = req.target.subresource.clone();
     let has_name = req.target.name.is_some();
     match (method.clone(), has_name, sub.as_deref()) {
