@@ -22,8 +22,9 @@ use serde_json::json;
 
 const SCHEDULER: &str = "slurm-pod-scheduler";
 
+/// Create the run's namespace (removed by `Env::finish` on a real cluster).
 async fn namespace(env: &Env) -> String {
-    let ns = format!("kc-{}", kubesim::meta::name_suffix());
+    let ns = env.ns.clone();
     let api: Api<Namespace> = Api::all(env.client.clone());
     let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
     api.create(&PostParams::default(), &obj).await.unwrap();
