@@ -354,3 +354,60 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorded(version: &str, name: &str) -> Answer {
+        let dir = format!("{}/tests/fixtures/{version}", env!("CARGO_MANIFEST_DIR"));
+        let status: u16 = std::fs::read_to_string(format!("{dir}/{name}.status"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        Answer {
+            status: StatusCode::from_u16(status).unwrap(),
+            body: std::fs::read(format!("{dir}/{name}.json")).unwrap().into(),
+        }
+    }
+
+    #[test]
+    fn token_rejections_are_told_from_job_errors() {
+        let v38 = Some(ApiVersion::V0038);
+        // 22.05: a rejected token is a 500 with error -1; job errors are 500s too.
+        assert!(is_token_rejection(
+            v38,
+            &recorded("v0.0.38", "jobs_bad_token")
+        ));
+        assert!(is_token_rejection(
+            None,
+            &recorded("v0.0.38", "ping_bad_token")
+        ));
+        for name in [
+            "job_unknown",
+            "submit_bad_partition",
+            "submit_bad_feature",
+            "submit_too_big",
+        ] {
+            assert!(
+                !is_token_rejection(v38, &recorded("v0.0.38", name)),
+                "{name}"
+            );
+        }
+        // 24.11: 511 with 1007; its 500s and 404s are never token failures.
+        for v in ["v0.0.40", "v0.0.41", "v0.0.42"] {
+            let version = Some(v.parse().unwrap());
+            assert!(
+                is_token_rejection(version, &recorded(v, "jobs_bad_token")),
+                "{v}"
+            );
+            for name in ["job_unknown", "submit_bad_partition", "ping_bad_token"] {
+                assert!(
+                    !is_token_rejection(version, &recorded(v, name)),
+                    "{v} {name}"
+                );
+            }
+        }
+    }
+}
