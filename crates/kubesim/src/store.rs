@@ -142,6 +142,8 @@ pub struct Written {
 /// Why a watch cannot continue from its version.
 #[derive(Debug, Clone, Copy)]
 pub struct TooOld {
+    /// The table watched.
+    pub table: Table,
     /// The version asked for.
     pub asked: u64,
     /// The oldest version the history can still serve from.
@@ -149,12 +151,17 @@ pub struct TooOld {
 }
 
 impl TooOld {
-    /// The Status a real watch cache sends, inside a 200 stream.
+    /// The Status kube-apiserver sends inside a 200 stream: from the watch cache, or for
+    /// events (which 1.28 does not cache) from etcd.
     pub fn status(&self) -> Value {
+        let message = if self.table == Table::Events {
+            "The resourceVersion for the provided watch is too old.".to_string()
+        } else {
+            format!("too old resource version: {} ({})", self.asked, self.oldest)
+        };
         json!({
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": format!("too old resource version: {} ({})", self.asked, self.oldest),
-            "reason": "Expired", "code": 410
+            "message": message, "reason": "Expired", "code": 410
         })
     }
 }
@@ -434,6 +441,7 @@ impl Store {
             WatchFrom::Version(asked) => {
                 if asked < data.evicted_upto {
                     return Err(TooOld {
+                        table,
                         asked,
                         oldest: data.oldest_servable(),
                     });
@@ -455,6 +463,7 @@ impl Store {
         let data = &inner.tables[&table];
         if cursor < data.evicted_upto {
             return Err(TooOld {
+                table,
                 asked: cursor,
                 oldest: data.oldest_servable(),
             });

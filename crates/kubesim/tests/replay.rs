@@ -15,48 +15,9 @@ mod common;
 
 use common::{exchange, Env};
 
-/// Steps replayed by dedicated tests instead (discovery, tables, history expiry, feature
-/// gates, the final state dump of the whole recorded run).
-fn replayable(step: &str) -> bool {
-    !(step.starts_with("discovery/")
-        || step.starts_with("churn/")
-        || step.starts_with("expired/")
-        || step.starts_with("final/")
-        || step.starts_with("sidecar-gate-on/")
-        || step.contains("as-table"))
-}
-
-fn recorded_steps() -> Vec<String> {
-    let path = format!(
-        "{}/tests/fixtures/exchanges-1.28.7.jsonl",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["step"].as_str().map(str::to_string))
-        .collect()
-}
-
-/// Replay every replayable step up to `last` (a step name, or the last step of a
-/// section when it ends with `/`).
-async fn replay_through(env: &Env, last: &str) {
-    let steps = recorded_steps();
-    let end = if last.ends_with('/') {
-        steps.iter().rposition(|s| s.starts_with(last))
-    } else {
-        steps.iter().position(|s| s == last)
-    }
-    .expect("step exists");
-    for step in steps[..=end].iter().filter(|s| replayable(s)) {
-        env.replay(step).await;
-    }
-}
-
 async fn section(last_prefix: &str) {
     let env = Env::start().await;
-    replay_through(&env, last_prefix).await;
+    env.replay_through(last_prefix).await;
     env.finish().await;
 }
 
@@ -106,7 +67,7 @@ async fn watch_writes_events_and_leases() {
 async fn graceful_deletion_deadlines_follow_the_first_delete() {
     use k8s_openapi::jiff::{SignedDuration, Timestamp};
     let env = Env::start().await;
-    replay_through(&env, "delete/create-bound").await;
+    env.replay_through("delete/create-bound").await;
     let started = Timestamp::now();
     let first = env.replay("delete/bound-grace20").await.body;
     let deadline = |v: &serde_json::Value| -> Timestamp {
@@ -142,7 +103,7 @@ async fn graceful_deletion_deadlines_follow_the_first_delete() {
 #[tokio::test]
 async fn lists_at_versions_the_store_no_longer_has_or_does_not_have_yet() {
     let env = Env::start().await;
-    replay_through(&env, "pods/list-limit1-page3-continue").await;
+    env.replay_through("pods/list-limit1-page3-continue").await;
     for step in [
         "expired/list-rv-future-notolderthan",
         "expired/list-rv-future-exact",

@@ -184,39 +184,47 @@ async fn bookmarks_come_only_when_asked_shortly_before_the_deadline() {
 #[tokio::test]
 async fn watch_from_zero_or_unset_starts_with_the_current_pods() {
     let env = Env::start().await;
-    env.replay_all(SETUP).await;
-    for step in [
-        "pods/create",
-        "pods/create-initcontainers-sidecar",
-        "pods/create-with-nodeName",
-    ] {
-        env.replay(step).await;
-    }
-    for query in [
-        "resourceVersion=0&watch=1&timeoutSeconds=2",
-        "watch=1&timeoutSeconds=2",
-    ] {
+    // The recorded state when these watches ran: after the bookmark section.
+    env.replay_through("bookmark/").await;
+    for name in ["pods-rv0-initial-state", "pods-rv-unset-initial-state"] {
+        let recorded = watch_recording(name);
         let stream = env
-            .open_watch(&format!("/api/v1/namespaces/rec/pods?{query}"))
+            .open_watch(recorded["path"].as_str().unwrap())
             .await
             .unwrap();
-        let mut names: Vec<String> = stream
-            .changes()
-            .iter()
-            .map(|e| {
-                assert_eq!(e["type"], "ADDED", "{query}");
+        // The cache sends the initial objects in its own order; compare by name.
+        let by_name = |events: Vec<&Value>| {
+            let mut v: Vec<Value> = events.into_iter().cloned().collect();
+            v.sort_by_key(|e| {
                 e["object"]["metadata"]["name"]
                     .as_str()
                     .unwrap()
                     .to_string()
-            })
-            .collect();
-        names.sort();
-        assert_eq!(
-            names,
-            ["rec-pod-a", "rec-pod-b", "rec-pod-sidecar"],
-            "{query}"
+            });
+            v
+        };
+        let got = by_name(stream.changes());
+        let want = by_name(
+            recorded["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| &e["event"])
+                .collect(),
         );
+        assert_eq!(got.len(), want.len(), "{name}");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g["type"], "ADDED");
+            common::assert_same(g, w, &env.ns, name);
+            assert_eq!(
+                Some(common::rv(&g["object"]).to_string()),
+                env.mapped(
+                    "rv",
+                    w["object"]["metadata"]["resourceVersion"].as_str().unwrap()
+                ),
+                "{name}: object versions"
+            );
+        }
     }
     env.finish().await;
 }
@@ -249,6 +257,11 @@ async fn a_version_older_than_the_history_gets_expired_inside_a_200_stream() {
         assert_eq!(reply.status, 200);
     }
     let recorded = watch_recording("pods-watch-old-rv-after-churn");
+    assert_eq!(
+        watch_recording("pods-watch-rv-1")["events"][0]["event"]["object"]["reason"],
+        "Expired",
+        "resourceVersion=1 expires the same way"
+    );
     for asked in [common::rv(&old.body), 1] {
         let path = format!("/api/v1/namespaces/rec/pods?watch=1&resourceVersion={asked}&allowWatchBookmarks=true&timeoutSeconds=10");
         let stream = env.open_watch(&path).await.unwrap();

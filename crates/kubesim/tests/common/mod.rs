@@ -551,3 +551,44 @@ impl Env {
         );
     }
 }
+
+/// Steps replayed by dedicated tests instead (discovery, tables, history expiry, feature
+/// gates, the final state dump of the whole recorded run).
+pub fn replayable(step: &str) -> bool {
+    !(step.starts_with("discovery/")
+        || step.starts_with("churn/")
+        || step.starts_with("expired/")
+        || step.starts_with("final/")
+        || step.starts_with("sidecar-gate-on/")
+        || step.contains("as-table"))
+}
+
+pub fn recorded_steps() -> Vec<String> {
+    let path = format!(
+        "{}/tests/fixtures/exchanges-1.28.7.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["step"].as_str().map(str::to_string))
+        .collect()
+}
+
+impl Env {
+    /// Replay every replayable step up to `last` (a step name, or the last step of a
+    /// section when it ends with `/`).
+    pub async fn replay_through(&self, last: &str) {
+        let steps = recorded_steps();
+        let end = if last.ends_with('/') {
+            steps.iter().rposition(|s| s.starts_with(last))
+        } else {
+            steps.iter().position(|s| s == last)
+        }
+        .expect("step exists");
+        for step in steps[..=end].iter().filter(|s| replayable(s)) {
+            self.replay(step).await;
+        }
+    }
+}
