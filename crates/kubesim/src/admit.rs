@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
+use crate::pods::Features;
 use crate::resource::Resource;
 use crate::{events, meta, pods};
 
@@ -16,6 +17,7 @@ pub fn prepare_create(
     resource: Resource,
     mut obj: Value,
     namespace: Option<&str>,
+    features: Features,
 ) -> ApiResult<Value> {
     if resource == Resource::Events {
         events::validate_events_v1(&obj)?;
@@ -33,10 +35,10 @@ pub fn prepare_create(
     });
     match resource {
         Resource::Pods => {
-            pods::validate_new(&obj)?;
+            pods::validate_new(&obj, features)?;
             // Clients cannot create a pod with a status: the server starts it Pending.
             obj["status"] = json!({});
-            pods::default_pod(&mut obj);
+            pods::default_pod_with(&mut obj, features);
         }
         Resource::Namespaces => {
             let name = meta::name(&obj).to_string();
@@ -95,6 +97,7 @@ pub fn prepare_update(
     status_only: bool,
     mut new: Value,
     old: &Value,
+    features: Features,
 ) -> ApiResult<Value> {
     if resource == Resource::Events {
         events::validate_events_v1_update(&new, old)?;
@@ -131,10 +134,10 @@ pub fn prepare_update(
         }
     }
     if resource == Resource::Pods {
-        pods::validate_update(&new, old)?;
+        pods::validate_update(&new, old, features)?;
         // Defaults the client left out of a PUT come back, as the server re-defaults.
         let mut spec_only = json!({"spec": new["spec"].take()});
-        pods::default_pod(&mut spec_only);
+        pods::default_pod_with(&mut spec_only, features);
         new["spec"] = spec_only["spec"].take();
     }
     pods::check_finalizers(resource.kind(), &new, old)?;

@@ -22,6 +22,9 @@ struct Args {
     /// Watch events kept per resource kind.
     #[arg(long, env = "KUBESIM_HISTORY_LIMIT", default_value_t = 100_000)]
     history_limit: usize,
+    /// Turn the SidecarContainers feature gate on (off in 1.28, on from 1.29).
+    #[arg(long, env = "KUBESIM_SIDECAR_CONTAINERS")]
+    sidecar_containers: bool,
 }
 
 #[tokio::main]
@@ -43,6 +46,9 @@ async fn main() -> anyhow::Result<()> {
         listen: args.listen,
         token: Some(args.token),
         history_limit: args.history_limit,
+        features: kubesim::pods::Features {
+            sidecar_containers: args.sidecar_containers,
+        },
         ..Default::default()
     };
     let server = kubesim::Server::start(config).await?;

@@ -17,8 +17,22 @@ pub struct Binding<'a> {
     pub annotations: Option<&'a Map<String, Value>>,
 }
 
-/// Apply the defaults kube-apiserver's defaulting and admission chain give a new pod.
+/// Feature gates that change how pods are admitted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Features {
+    /// `SidecarContainers`: off in 1.28 (init containers lose `restartPolicy`), on by
+    /// default from 1.29 (it is kept, and only `Always` is valid).
+    pub sidecar_containers: bool,
+}
+
+/// Apply the defaults kube-apiserver's defaulting and admission chain give a new pod,
+/// with the 1.28 feature gates.
 pub fn default_pod(pod: &mut Value) {
+    default_pod_with(pod, Features::default());
+}
+
+/// [`default_pod`] with chosen feature gates.
+pub fn default_pod_with(pod: &mut Value, features: Features) {
     let spec = object_at(pod, "spec");
     set_default(spec, "restartPolicy", json!("Always"));
     set_default(spec, "terminationGracePeriodSeconds", json!(30));
@@ -32,8 +46,8 @@ pub fn default_pod(pod: &mut Value) {
         if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
             for c in containers {
                 default_container(c);
-                if list == "initContainers" {
-                    // The SidecarContainers gate is off in 1.28: the field is dropped.
+                if list == "initContainers" && !features.sidecar_containers {
+                    // With the SidecarContainers gate off the field is dropped.
                     if let Some(c) = c.as_object_mut() {
                         c.remove("restartPolicy");
                     }
@@ -131,7 +145,7 @@ fn qos_class(spec: &Value) -> &'static str {
 }
 
 /// Validate a new pod the way the real server rejects the common mistakes.
-pub fn validate_new(pod: &Value) -> ApiResult<()> {
+pub fn validate_new(pod: &Value, features: Features) -> ApiResult<()> {
     let name = meta::name(pod);
     let containers = pod["spec"]["containers"].as_array();
     if containers.is_none_or(|c| c.is_empty()) {
@@ -161,6 +175,26 @@ pub fn validate_new(pod: &Value) -> ApiResult<()> {
             }
         }
     }
+    if features.sidecar_containers {
+        for (i, c) in pod["spec"]["initContainers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            if let Some(policy) = c["restartPolicy"].as_str().filter(|p| *p != "Always") {
+                let field = format!("spec.initContainers[{i}].restartPolicy");
+                let message =
+                    format!("Unsupported value: \"{policy}\": supported values: \"Always\"");
+                return Err(ApiError::invalid(
+                    "Pod",
+                    "",
+                    name,
+                    &[(&field, "FieldValueNotSupported", message)],
+                ));
+            }
+        }
+    }
     if !causes.is_empty() {
         let causes: Vec<(&str, &str, String)> = causes
             .iter()
@@ -178,11 +212,11 @@ const UPDATE_FORBIDDEN: &str = "Forbidden: pod updates may not change fields oth
 
 /// Check an update of a pod's main resource: only the mutable spec fields may change.
 /// `new` must already carry the stored status.
-pub fn validate_update(new: &Value, old: &Value) -> ApiResult<()> {
+pub fn validate_update(new: &Value, old: &Value, features: Features) -> ApiResult<()> {
     let mut candidate = new["spec"].clone();
     let old_spec = &old["spec"];
     if let Some(spec) = candidate.as_object_mut() {
-        default_spec_only(spec);
+        default_spec_only(spec, features);
         for field in [
             "activeDeadlineSeconds",
             "tolerations",
@@ -235,9 +269,9 @@ pub fn validate_update(new: &Value, old: &Value) -> ApiResult<()> {
     ))
 }
 
-fn default_spec_only(spec: &mut Map<String, Value>) {
+fn default_spec_only(spec: &mut Map<String, Value>, features: Features) {
     let mut pod = json!({"spec": Value::Object(std::mem::take(spec))});
-    default_pod(&mut pod);
+    default_pod_with(&mut pod, features);
     if let Value::Object(s) = pod["spec"].take() {
         *spec = s;
     }
@@ -435,10 +469,10 @@ mod tests {
         default_pod(&mut old);
         let mut image = old.clone();
         image["spec"]["containers"][0]["image"] = json!("img:2");
-        assert!(validate_update(&image, &old).is_ok());
+        assert!(validate_update(&image, &old, Features::default()).is_ok());
         let mut sched = old.clone();
         sched["spec"]["schedulerName"] = json!("other");
-        let err = validate_update(&sched, &old).unwrap_err();
+        let err = validate_update(&sched, &old, Features::default()).unwrap_err();
         assert_eq!(err.code, 422);
         assert!(err
             .message

@@ -30,6 +30,8 @@ pub struct Config {
     pub request_log_limit: usize,
     /// Namespaces that exist from the start.
     pub namespaces: Vec<String>,
+    /// Feature gates (default: those of kube-apiserver 1.28).
+    pub features: crate::pods::Features,
 }
 
 impl Default for Config {
@@ -42,6 +44,7 @@ impl Default for Config {
             namespaces: ["default", "kube-system", "kube-public", "kube-node-lease"]
                 .map(String::from)
                 .to_vec(),
+            features: Default::default(),
         }
     }
 }
@@ -68,6 +71,7 @@ impl Server {
                 Resource::Namespaces,
                 json!({"metadata": {"name": ns}}),
                 None,
+                config.features,
             )
             .expect("namespace defaults never fail");
             store
@@ -86,6 +90,7 @@ impl Server {
             shutdown: shutdown_rx.clone(),
             watch_epoch: epoch_rx,
             address: addr.to_string(),
+            features: config.features,
         };
         let app = router(state);
         let mut stop = shutdown_rx;

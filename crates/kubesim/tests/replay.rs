@@ -154,3 +154,29 @@ async fn lists_at_versions_the_store_no_longer_has_or_does_not_have_yet() {
     );
     env.finish().await;
 }
+
+/// With the SidecarContainers gate on (as from 1.29), restartable init containers keep
+/// their `restartPolicy` and any other value is refused.
+#[tokio::test]
+async fn sidecar_containers_gate_on() {
+    let features = kubesim::pods::Features {
+        sidecar_containers: true,
+    };
+    let env = Env::start_with(kubesim::Config {
+        features,
+        ..Default::default()
+    })
+    .await;
+    if env.is_real() {
+        eprintln!("note: on a real cluster this checks whatever its gate says (on from 1.29)");
+    }
+    env.replay_all(common::SETUP).await;
+    for step in [
+        "sidecar-gate-on/pods/create-initcontainers-sidecar",
+        "sidecar-gate-on/pods/get",
+        "sidecar-gate-on/pods/create-initcontainer-restartPolicy-OnFailure-invalid",
+    ] {
+        env.replay(step).await;
+    }
+    env.finish().await;
+}

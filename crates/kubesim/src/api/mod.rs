@@ -39,6 +39,8 @@ pub struct AppState {
     pub watch_epoch: tokio::sync::watch::Receiver<u64>,
     /// Address clients reach the server at, for discovery.
     pub address: String,
+    /// Feature gates of pod admission.
+    pub features: crate::pods::Features,
 }
 
 /// Build the router.

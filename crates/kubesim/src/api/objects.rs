@@ -350,7 +350,12 @@ pub(crate) fn create(req: ApiRequest<'_>) -> ApiResult<Response> {
         meta::metadata_mut(&mut obj).insert("name".into(), json!(name));
     }
     let name = meta::name(&obj).to_string();
-    let obj = admit::prepare_create(resource, obj, req.target.namespace.as_deref())?;
+    let obj = admit::prepare_create(
+        resource,
+        obj,
+        req.target.namespace.as_deref(),
+        req.state.features,
+    )?;
     let key = key(req.target.namespace.as_deref(), &name);
     let written = req.state.store.write(resource.table(), &key, |current| {
         if current.is_some() {
@@ -392,7 +397,7 @@ fn decide_update(
         return Err(uid_precondition_failed(req, uid, meta::uid(current)));
     }
     let status_only = req.target.subresource.as_deref() == Some("status");
-    let new = admit::prepare_update(resource, status_only, new, current)?;
+    let new = admit::prepare_update(resource, status_only, new, current, req.state.features)?;
     if admit::unchanged(&new, current) {
         return Ok(Outcome::Unchanged);
     }
@@ -464,8 +469,12 @@ pub(crate) fn update(req: ApiRequest<'_>) -> ApiResult<Response> {
                     if !uid.is_empty() {
                         return Err(uid_precondition_failed(&req, uid, ""));
                     }
-                    let obj =
-                        admit::prepare_create(resource, body, req.target.namespace.as_deref())?;
+                    let obj = admit::prepare_create(
+                        resource,
+                        body,
+                        req.target.namespace.as_deref(),
+                        req.state.features,
+                    )?;
                     Ok(Outcome::Create(obj))
                 }
                 None => Err(not_found(&req)),
