@@ -263,6 +263,12 @@ pub enum Error {
         /// Cause.
         source: std::io::Error,
     },
+    /// The listen address is not a loopback address; the double serves loopback only.
+    #[error("refusing to listen on {addr}: kubesim serves loopback addresses only")]
+    NotLoopback {
+        /// Address asked for.
+        addr: String,
+    },
     /// The kubeconfig file could not be written.
     #[error("cannot write kubeconfig {path}: {source}")]
     Kubeconfig {

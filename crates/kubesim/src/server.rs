@@ -55,6 +55,11 @@ pub struct Server;
 impl Server {
     /// Bind, seed the initial namespaces and serve in the background.
     pub async fn start(config: Config) -> Result<ServerHandle, Error> {
+        if !config.listen.ip().is_loopback() {
+            return Err(Error::NotLoopback {
+                addr: config.listen.to_string(),
+            });
+        }
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Bind {
