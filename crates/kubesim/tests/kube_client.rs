@@ -453,3 +453,40 @@ async fn the_request_log_records_verb_resource_subresource_and_agent() {
     assert_eq!(r.status, 200);
     env.finish().await;
 }
+
+/// Deleting a namespace removes what it holds, then the namespace (here at once; on a
+/// real cluster once the namespace controller is done).
+#[tokio::test]
+async fn deleting_a_namespace_removes_its_pods_and_itself() {
+    let env = Env::start().await;
+    let ns = namespace(&env).await;
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &ns);
+    pods.create(&PostParams::default(), &pod("inside"))
+        .await
+        .unwrap();
+    bind(&pods, "inside", "node-a", BTreeMap::new())
+        .await
+        .unwrap();
+    let namespaces: Api<Namespace> = Api::all(env.client.clone());
+    let answer = namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
+    let terminating = answer
+        .left()
+        .expect("the namespace as it starts terminating");
+    assert_eq!(
+        terminating.status.unwrap().phase.as_deref(),
+        Some("Terminating")
+    );
+    let gone = tokio::time::timeout(Duration::from_secs(60), async {
+        while pods.get_opt("inside").await.unwrap().is_some()
+            || namespaces.get_opt(&ns).await.unwrap().is_some()
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(gone.is_ok(), "pod and namespace removed");
+    env.finish().await;
+}

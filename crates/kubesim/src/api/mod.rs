@@ -4,6 +4,7 @@
 //! where further behaviour (fault injection) slots in.
 
 mod discovery;
+mod namespaces;
 mod objects;
 mod pod_ops;
 mod table;
@@ -172,6 +173,9 @@ async fn handle(method: &Method, req: ApiRequest<'_>) -> ApiResult<Response> {
         (Method::GET, true, None | Some("status")) => objects::get(req),
         (Method::PUT, true, None | Some("status")) => objects::update(req),
         (Method::PATCH, true, None | Some("status")) => objects::patch(req),
+        (Method::DELETE, true, None) if req.target.resource == Resource::Namespaces => {
+            namespaces::delete(req)
+        }
         (Method::DELETE, true, None) => objects::delete(req),
         (Method::POST, _, Some("binding")) if req.target.resource == Resource::Pods => {
             pod_ops::bind(req)
