@@ -114,11 +114,16 @@ async fn poll_cost_is_constant_with_2000_jobs() {
     let per = t.elapsed() / runs;
     eprintln!(
         "MEASURED {} ({}): full job list of {decoded} jobs, {:.1} MB: decode {:.1} ms \
-         (debug build, mean of {runs}); full poll round trip {:.0} ms",
+         ({} build, mean of {runs}); full poll round trip {:.0} ms",
         cl.slurm,
         cl.version,
         body.len() as f64 / 1e6,
         per.as_secs_f64() * 1e3,
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
         full_poll.as_secs_f64() * 1e3
     );
     assert!(decoded >= total);
