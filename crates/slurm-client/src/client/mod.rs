@@ -61,6 +61,29 @@ impl ClientConfig {
     }
 }
 
+/// One HTTP request as the client sends it.
+pub(crate) struct Call<'a> {
+    /// Path template for metrics and logs, e.g. `job/{id}`.
+    pub endpoint: &'static str,
+    pub method: Method,
+    pub path: &'a str,
+    pub body: Option<&'a Value>,
+    /// `X-SLURM-USER-NAME` for this request instead of the configured user.
+    pub user: Option<&'a str>,
+}
+
+impl<'a> Call<'a> {
+    pub fn new(endpoint: &'static str, method: Method, path: &'a str) -> Self {
+        Self {
+            endpoint,
+            method,
+            path,
+            body: None,
+            user: None,
+        }
+    }
+}
+
 /// An HTTP answer that is not a transport failure nor a token rejection.
 #[derive(Debug)]
 pub(crate) struct Answer {
@@ -162,7 +185,9 @@ impl SlurmClient {
     pub async fn detect_version(&self) -> Result<ApiVersion> {
         for v in ApiVersion::NEWEST_FIRST {
             let path = format!("/slurm/{v}/ping/");
-            let a = self.send_raw("ping", Method::GET, &path, None).await?;
+            let a = self
+                .send_raw(&Call::new("ping", Method::GET, &path))
+                .await?;
             if a.status == StatusCode::NOT_FOUND {
                 debug!(version = %v, "slurmrestd does not serve this API version");
                 continue;
@@ -201,12 +226,23 @@ impl SlurmClient {
         endpoint: &'static str,
         method: Method,
         path: &str,
-        body: Option<&Value>,
         idempotent: bool,
     ) -> Result<Answer> {
+        self.send_call(adapter, &Call::new(endpoint, method, path), idempotent)
+            .await
+    }
+
+    /// [`SlurmClient::send`] for a request with a body or another user.
+    pub(crate) async fn send_call(
+        &self,
+        adapter: Adapter,
+        call: &Call<'_>,
+        idempotent: bool,
+    ) -> Result<Answer> {
+        let (endpoint, path) = (call.endpoint, call.path);
         let mut attempt = 0;
         loop {
-            match self.send_raw(endpoint, method.clone(), path, body).await {
+            match self.send_raw(call).await {
                 Ok(a) if a.status == StatusCode::NOT_FOUND => {
                     let errors = decode_errors(&a.body);
                     if errors.iter().all(|e| e.number.is_none()) {
@@ -235,16 +271,11 @@ impl SlurmClient {
 
     /// One request plus at most one token re-read and retry. Transport failures become
     /// [`Error::Unknown`].
-    async fn send_raw(
-        &self,
-        endpoint: &'static str,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Answer> {
+    async fn send_raw(&self, call: &Call<'_>) -> Result<Answer> {
+        let endpoint = call.endpoint;
         let mut reloaded = false;
         loop {
-            let a = self.send_once(endpoint, method.clone(), path, body).await?;
+            let a = self.send_once(call).await?;
             let v = self.version();
             if !is_token_rejection(v, &a) {
                 return Ok(a);
@@ -275,20 +306,15 @@ impl SlurmClient {
         }
     }
 
-    async fn send_once(
-        &self,
-        endpoint: &'static str,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Answer> {
+    async fn send_once(&self, call: &Call<'_>) -> Result<Answer> {
+        let (endpoint, method) = (call.endpoint, &call.method);
         let token = self.token.current()?;
         let mut req = self
             .http
-            .request(method.clone(), format!("{}{}", self.base, path))
-            .header("X-SLURM-USER-NAME", &self.user)
+            .request(method.clone(), format!("{}{}", self.base, call.path))
+            .header("X-SLURM-USER-NAME", call.user.unwrap_or(&self.user))
             .header("X-SLURM-USER-TOKEN", token);
-        if let Some(b) = body {
+        if let Some(b) = call.body {
             req = req
                 .header("Content-Type", "application/json")
                 .body(b.to_string());

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use reqwest::{Method, StatusCode};
 use tracing::{debug, info, warn};
 
-use super::{Answer, SlurmClient};
+use super::{Answer, Call, SlurmClient};
 use crate::adapter::{decode_errors, submit_body, Adapter, SubmitOptions};
 use crate::error::{classify_rejection, Asked, Error, Result};
 use crate::job::PlaceholderJob;
@@ -85,7 +85,7 @@ impl SlurmClient {
 
     async fn ping_once(&self, a: Adapter) -> Result<PingStatus> {
         let ans = self
-            .send(a, "ping", Method::GET, &a.path("ping/"), None, true)
+            .send(a, "ping", Method::GET, &a.path("ping/"), true)
             .await?;
         if ans.status != StatusCode::OK {
             return Err(slurm_error("ping", &ans));
@@ -125,13 +125,15 @@ impl SlurmClient {
     ) -> Result<JobId> {
         let body = submit_body(a.version, job, opts)?;
         let path = a.path("job/submit");
-        let ans = match &opts.run_as_user {
-            Some(user) => self.send_as(a, user, &path, &body).await?,
-            None => {
-                self.send(a, "job/submit", Method::POST, &path, Some(&body), false)
-                    .await?
-            }
+        // Not retried here: a lost answer is resolved by `submit`'s lookup.
+        let call = Call {
+            endpoint: "job/submit",
+            method: Method::POST,
+            path: &path,
+            body: Some(&body),
+            user: opts.run_as_user.as_deref(),
         };
+        let ans = self.send_call(a, &call, false).await?;
         // A 200 may carry errors next to a job id (a held job): the id means accepted.
         if let Ok(Some(id)) = a.decode_submit(&ans.body) {
             if ans.status.is_success() {
@@ -159,40 +161,13 @@ impl SlurmClient {
         })
     }
 
-    /// A submit impersonating `user` through `X-SLURM-USER-NAME` (v0.0.38 UID mapping).
-    async fn send_as(
-        &self,
-        a: Adapter,
-        user: &str,
-        path: &str,
-        body: &serde_json::Value,
-    ) -> Result<Answer> {
-        let impersonating = SlurmClient {
-            http: self.http.clone(),
-            base: self.base.clone(),
-            user: user.to_string(),
-            token: crate::auth::TokenProvider::new(self.cfg.token.clone())?,
-            forced: Some(a.version),
-            version: std::sync::RwLock::new(Some(a.version)),
-            observer: self.observer.clone(),
-            scheduler: self.scheduler.clone(),
-            cfg: self.cfg.clone(),
-            auth_rejections: Default::default(),
-        };
-        impersonating
-            .send(a, "job/submit", Method::POST, path, Some(body), false)
-            .await
-    }
-
     /// One job with everything it asked for. [`Error::JobNotFound`] when Slurm answers
     /// "invalid job id" (22.05: 500 with error 2017; 24.11: 404): the only answer to a
     /// lookup that proves a job gone.
     pub async fn get_job(&self, id: JobId) -> Result<JobDetails> {
         self.with_adapter(|a| async move {
             let path = a.path(&format!("job/{id}"));
-            let ans = self
-                .send(a, "job/{id}", Method::GET, &path, None, true)
-                .await?;
+            let ans = self.send(a, "job/{id}", Method::GET, &path, true).await?;
             if has_error(&ans, 2017) {
                 return Err(Error::JobNotFound(id));
             }
@@ -212,7 +187,7 @@ impl SlurmClient {
         self.with_adapter(|a| async move {
             let requested_at = SystemTime::now();
             let ans = self
-                .send(a, "jobs", Method::GET, &a.path("jobs/"), None, true)
+                .send(a, "jobs", Method::GET, &a.path("jobs/"), true)
                 .await?;
             self.snapshot(a, &ans, requested_at).map(|(s, _)| s)
         })
@@ -251,7 +226,7 @@ impl SlurmClient {
                     }
                     None => a.path("jobs/"),
                 };
-                let ans = self.send(a, "jobs", Method::GET, &path, None, true).await?;
+                let ans = self.send(a, "jobs", Method::GET, &path, true).await?;
                 if since.is_some() && a.unchanged_is_304() && ans.status == StatusCode::NOT_MODIFIED
                 {
                     return Ok((PollOutcome::Unchanged, since));
@@ -320,9 +295,7 @@ impl SlurmClient {
             // Repeated `job_id` parameters: 24.11 refuses a comma list (400 or 422).
             let query: Vec<String> = ids.iter().map(|id| format!("job_id={id}")).collect();
             let path = a.path(&format!("jobs/state/?{}", query.join("&")));
-            let ans = self
-                .send(a, "jobs/state", Method::GET, &path, None, true)
-                .await?;
+            let ans = self.send(a, "jobs/state", Method::GET, &path, true).await?;
             if ans.status != StatusCode::OK {
                 return Err(slurm_error("jobs/state", &ans));
             }
@@ -339,7 +312,7 @@ impl SlurmClient {
                 CancelSignal::Kill => a.path(&format!("job/{id}?signal=KILL")),
             };
             let ans = self
-                .send(a, "job/{id}", Method::DELETE, &path, None, true)
+                .send(a, "job/{id}", Method::DELETE, &path, true)
                 .await?;
             // 24.11 reports these inside a 200's `status`; 22.05 as a 500.
             let text = String::from_utf8_lossy(&ans.body);
@@ -365,7 +338,7 @@ impl SlurmClient {
     pub async fn list_nodes(&self) -> Result<Vec<NodeInfo>> {
         self.with_adapter(|a| async move {
             let ans = self
-                .send(a, "nodes", Method::GET, &a.path("nodes/"), None, true)
+                .send(a, "nodes", Method::GET, &a.path("nodes/"), true)
                 .await?;
             if ans.status != StatusCode::OK {
                 return Err(slurm_error("nodes", &ans));
