@@ -33,7 +33,7 @@ async fn a_pods_life_in_one_watch_matches_the_recording() {
     env.replay_all(SETUP).await;
     env.send_recorded("watchseq/list-for-rv").await;
     let recorded = watch_recording("pods-sequence-20s");
-    let watch = env.open_watch(&path_with_timeout(&recorded, 8));
+    let watch = env.open_watch(&path_with_timeout(&recorded, 20));
     tokio::time::sleep(Duration::from_millis(300)).await;
     for step in [
         "watchseq/create",
@@ -81,7 +81,7 @@ async fn a_pods_life_in_one_watch_matches_the_recording() {
         common::rv(&modified["object"]) + 1
     );
     assert!(
-        stream.closed_after >= Duration::from_secs(7),
+        stream.closed_after >= Duration::from_secs(19),
         "closed at the timeout, not before"
     );
     env.finish().await;
@@ -109,7 +109,7 @@ async fn selector_watches_turn_matching_changes_into_added_and_deleted() {
     let watches: Vec<_> = recordings
         .iter()
         .map(|r| {
-            let path = path_with_timeout(r, 10).replace(
+            let path = path_with_timeout(r, 20).replace(
                 "resourceVersion=293",
                 &format!("resourceVersion={before_create}"),
             );
