@@ -107,6 +107,7 @@ impl PodLife {
             }
             Observation::BindResult(result) => self.on_bind(result, &mut out),
             Observation::Node(health) => self.on_node(health, now, t, &mut out),
+            Observation::SlurmUnreachable(why) => self.on_slurm_unreachable(why, &mut out),
             Observation::Tick => self.on_tick(now, t, &mut out),
         }
         out
@@ -462,6 +463,19 @@ impl PodLife {
             }
             // Transient: retry; the runtime paces binds through its client limiter.
             BindOutcome::Failed(_) => out.push(Action::Bind { job, node }),
+        }
+    }
+
+    fn on_slurm_unreachable(&mut self, why: String, out: &mut Vec<Action>) {
+        if matches!(
+            self.stage,
+            Stage::Submitting
+                | Stage::Refused { .. }
+                | Stage::Queued { .. }
+                | Stage::Placing { .. }
+        ) {
+            let message = format!("Slurm is unreachable, so the pod waits: {why}");
+            self.condition("Unschedulable", message, out);
         }
     }
 

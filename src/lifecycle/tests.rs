@@ -979,3 +979,34 @@ fn bound_by_someone_else_to_another_node_cancels_the_job_when_slurm_allocates() 
         .iter()
         .any(|a| matches!(a, Action::Bind { .. } | Action::Submit { .. })));
 }
+
+#[test]
+fn waiting_pods_are_told_when_slurm_is_unreachable_and_nothing_else_happens() {
+    let (mut life, now) = queued();
+    let a = life.observe(
+        Observation::SlurmUnreachable("connection refused".into()),
+        now,
+        &t(),
+    );
+    assert_eq!(
+        a,
+        vec![Action::Condition {
+            reason: "Unschedulable",
+            message: "Slurm is unreachable, so the pod waits: connection refused".into()
+        }]
+    );
+    assert_eq!(life.stage, Stage::Queued { job: 7 });
+    // Back: the next pending view rewrites the condition.
+    let a = life.observe(
+        Observation::Job(JobView::Pending {
+            reason: "Priority".into(),
+        }),
+        now,
+        &t(),
+    );
+    assert_eq!(a.len(), 1);
+
+    let (mut bound_life, now) = bound();
+    let a = bound_life.observe(Observation::SlurmUnreachable("timeout".into()), now, &t());
+    assert!(a.is_empty(), "a running pod's condition is not touched");
+}

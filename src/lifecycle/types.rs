@@ -193,6 +193,8 @@ pub enum Observation {
     BindResult(BindOutcome),
     /// The health of the node a terminating pod is on.
     Node(NodeHealth),
+    /// slurmrestd stopped answering: waiting pods are told so, and nothing else changes.
+    SlurmUnreachable(String),
     Tick,
 }
 

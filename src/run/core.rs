@@ -97,6 +97,8 @@ pub struct Core {
     nodes_synced: bool,
     jobs_synced: bool,
     slurm_reachable: bool,
+    /// The pods were told of the current Slurm outage.
+    told_unreachable: bool,
     leading: watch::Receiver<bool>,
     was_leading: bool,
     ready: watch::Sender<bool>,
@@ -128,6 +130,7 @@ impl Core {
             nodes_synced: false,
             jobs_synced: false,
             slurm_reachable: false,
+            told_unreachable: false,
             leading,
             was_leading: false,
             ready,
@@ -217,7 +220,15 @@ impl Core {
             } => self.map.slurmd_pod_seen(&key, &slurm_name, node.as_deref()),
             Input::SlurmdPodDeleted(key) => self.map.remove(&key),
             Input::Jobs(snapshot) => {
+                if !self.slurm_reachable {
+                    // Back after an outage: every job's view is fed again from this
+                    // complete list, which also rewrites the "unreachable" conditions.
+                    for t in self.pods.values_mut() {
+                        t.last_job = None;
+                    }
+                }
                 self.slurm_reachable = true;
+                self.told_unreachable = false;
                 self.jobs_synced = true;
                 self.on_jobs(snapshot);
             }
@@ -226,6 +237,13 @@ impl Core {
                     warn!(error = %why, "slurmrestd is unreachable; acting on nothing until it answers");
                 }
                 self.slurm_reachable = false;
+                if !self.told_unreachable && self.acting() {
+                    self.told_unreachable = true;
+                    let uids: Vec<String> = self.pods.keys().cloned().collect();
+                    for uid in uids {
+                        self.observe(&uid, Observation::SlurmUnreachable(why.clone()));
+                    }
+                }
             }
             Input::Submitted { uid, outcome } => {
                 if let SubmitOutcome::Accepted(_) = outcome {

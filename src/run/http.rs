@@ -18,12 +18,12 @@ struct Shared {
     ready: watch::Receiver<bool>,
 }
 
-/// Serve until the process ends. Returns the bound address (port 0 picks one).
+/// Serve in a task. Returns the bound address (port 0 picks one) and the task.
 pub async fn serve(
     listen: SocketAddr,
     metrics: Arc<Metrics>,
     ready: watch::Receiver<bool>,
-) -> std::io::Result<SocketAddr> {
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let app = Router::new()
         .route("/metrics", get(render))
         .route("/healthz", get(|| async { "ok" }))
@@ -31,12 +31,12 @@ pub async fn serve(
         .with_state(Shared { metrics, ready });
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "metrics server stopped");
         }
     });
-    Ok(addr)
+    Ok((addr, task))
 }
 
 async fn render(State(s): State<Shared>) -> impl IntoResponse {

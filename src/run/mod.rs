@@ -51,48 +51,72 @@ pub struct Settings {
     pub identity: String,
 }
 
-/// A handle on a running scheduler (tests use the address and the readiness).
+/// A handle on a running scheduler (tests use the address and the readiness). Dropping it,
+/// or [`Running::stop`], ends every task it started, as a killed process would.
 pub struct Running {
     pub metrics_addr: SocketAddr,
     pub ready: wch::Receiver<bool>,
     pub metrics: Arc<Metrics>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stop at once: nothing more is decided or sent (requests in flight may still land).
+    pub fn stop(&mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// Start every task and return once they run. They stop when the runtime shuts down.
 pub async fn start(settings: Settings, kube: Client) -> anyhow::Result<Running> {
     let settings = Arc::new(settings);
     let metrics = Arc::new(Metrics::new());
+    let mut tasks = Vec::new();
     let (tx, rx) = mpsc::channel(4096);
 
     let (leading_tx, leading_rx) = wch::channel(settings.lease.is_none());
     if let Some(lease) = settings.lease.clone() {
-        tokio::spawn(leader::run(kube.clone(), lease, leading_tx));
+        tasks.push(tokio::spawn(leader::run(kube.clone(), lease, leading_tx)));
     } else {
         metrics.leader.set(1);
         // Without election this replica always leads; keep the sender alive.
-        tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             leading_tx.closed().await;
-        });
+        }));
     }
 
     let (core_ready_tx, core_ready_rx) = wch::channel(false);
     let (slurm_up_tx, slurm_up_rx) = wch::channel(false);
     let (ready_tx, ready_rx) = wch::channel(false);
-    tokio::spawn(combine_ready(core_ready_rx, slurm_up_rx, ready_tx));
+    tasks.push(tokio::spawn(combine_ready(
+        core_ready_rx,
+        slurm_up_rx,
+        ready_tx,
+    )));
 
-    let metrics_addr = http::serve(settings.listen, metrics.clone(), ready_rx.clone()).await?;
+    let (metrics_addr, server) =
+        http::serve(settings.listen, metrics.clone(), ready_rx.clone()).await?;
+    tasks.push(server);
     info!(addr = %metrics_addr, "serving /metrics, /healthz and /readyz");
 
     let shared: exec::SharedSlurm = Arc::new(RwLock::new(None));
     let observer: Arc<dyn SlurmObserver> = Arc::new(SlurmMetrics(metrics.clone()));
-    tokio::spawn(poller::run(
+    tasks.push(tokio::spawn(poller::run(
         settings.slurm.clone(),
         observer,
         shared.clone(),
         settings.poll_interval,
         tx.clone(),
         slurm_up_tx,
-    ));
+    )));
 
     let streams: Vec<Option<String>> = if settings.namespaces.is_empty() {
         vec![None]
@@ -101,16 +125,22 @@ pub async fn start(settings: Settings, kube: Client) -> anyhow::Result<Running> 
     };
     for (i, ns) in streams.iter().enumerate() {
         let name = settings.ctx.scheduler_name.clone();
-        tokio::spawn(watch::pods(kube.clone(), ns.clone(), name, i, tx.clone()));
+        tasks.push(tokio::spawn(watch::pods(
+            kube.clone(),
+            ns.clone(),
+            name,
+            i,
+            tx.clone(),
+        )));
     }
-    tokio::spawn(watch::nodes(kube.clone(), tx.clone()));
+    tasks.push(tokio::spawn(watch::nodes(kube.clone(), tx.clone())));
     if let Mapping::SlurmdPods(selector) = &settings.node_mapping {
-        tokio::spawn(watch::slurmd_pods(
+        tasks.push(tokio::spawn(watch::slurmd_pods(
             kube.clone(),
             settings.slurmd_namespace.clone(),
             selector.clone(),
             tx.clone(),
-        ));
+        )));
     }
 
     let job_annotation = format!(
@@ -135,12 +165,13 @@ pub async fn start(settings: Settings, kube: Client) -> anyhow::Result<Running> 
         leading_rx,
         core_ready_tx,
     );
-    tokio::spawn(core.run(rx));
+    tasks.push(tokio::spawn(core.run(rx)));
 
     Ok(Running {
         metrics_addr,
         ready: ready_rx,
         metrics,
+        tasks,
     })
 }
 

@@ -4,6 +4,7 @@
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
@@ -26,7 +27,7 @@ pub async fn pods(
         None => Api::all(client),
     };
     let config = watcher::Config::default().fields(&format!("spec.schedulerName={scheduler}"));
-    let events = watcher::watcher(api, config).default_backoff();
+    let events = watcher::watcher(api, config).backoff(WatchBackoff::default());
     forward(events, "pods", &tx, |event| match event {
         Event::Init => vec![Input::PodsRelist { stream }],
         Event::InitApply(pod) | Event::Apply(pod) => {
@@ -48,7 +49,7 @@ pub async fn pods(
 /// Watch every node (for the mapping and for the filters Kubernetes would apply).
 pub async fn nodes(client: Client, tx: mpsc::Sender<Input>) {
     let api: Api<Node> = Api::all(client);
-    let events = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    let events = watcher::watcher(api, watcher::Config::default()).backoff(WatchBackoff::default());
     forward(events, "nodes", &tx, |event| match event {
         Event::Init => vec![],
         Event::InitApply(node) | Event::Apply(node) => {
@@ -73,8 +74,8 @@ pub async fn slurmd_pods(
     tx: mpsc::Sender<Input>,
 ) {
     let api: Api<Pod> = Api::namespaced(client, &namespace);
-    let events =
-        watcher::watcher(api, watcher::Config::default().labels(&selector)).default_backoff();
+    let events = watcher::watcher(api, watcher::Config::default().labels(&selector))
+        .backoff(WatchBackoff::default());
     forward(events, "slurmd pods", &tx, |event| match event {
         Event::InitApply(pod) | Event::Apply(pod) => {
             let key = format!(
@@ -125,5 +126,36 @@ where
             // The watcher backs off and retries by itself; an expired version relists.
             Err(e) => warn!(what, error = %e, "watch failed; retrying"),
         }
+    }
+}
+
+/// Retry a failed watch after 250 ms, doubling up to 5 s: an API server back from an outage
+/// is noticed within seconds (kube's default waits up to 30 s).
+#[derive(Debug)]
+struct WatchBackoff {
+    next: std::time::Duration,
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        Self {
+            next: std::time::Duration::from_millis(250),
+        }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = std::time::Duration;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let now = self.next;
+        self.next = (self.next * 2).min(std::time::Duration::from_secs(5));
+        Some(now)
+    }
+}
+
+impl Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        *self = Self::default();
     }
 }

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -106,6 +108,8 @@ pub struct Harness {
     pub slurm: SlurmEnv,
     pub slurm_client: SlurmClient,
     pub running: Running,
+    /// The settings the scheduler was started with, for starting more replicas.
+    pub settings: Settings,
     pub kubesim: Option<kubesim::ServerHandle>,
     pub kubelet: Option<KubeletHandle>,
 }
@@ -176,22 +180,30 @@ impl Harness {
             identity: scheduler.clone(),
         };
         tweak(&mut settings);
-        let running = run::start(settings, client.clone()).await.expect("starting the scheduler");
+        let running = run::start(settings.clone(), client.clone()).await.expect("starting the scheduler");
         let slurm_client = slurm.client(&scheduler).await;
-        let harness = Self { client, ns, scheduler, slurm, slurm_client, running, kubesim, kubelet };
-        harness.wait_ready().await;
+        let harness = Self {
+            client,
+            ns,
+            scheduler,
+            slurm,
+            slurm_client,
+            running,
+            settings,
+            kubesim,
+            kubelet,
+        };
+        wait_ready(&harness.running).await;
         Some(harness)
     }
 
-    async fn wait_ready(&self) {
-        let mut ready = self.running.ready.clone();
-        let deadline = Instant::now() + DEADLINE;
-        while !*ready.borrow() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "the scheduler did not become ready");
-            let _ = tokio::time::timeout(left, ready.changed()).await;
-        }
+    /// Start another replica of the same scheduler (same name, namespaces, Slurm).
+    pub async fn replica(&self, tweak: impl FnOnce(&mut Settings)) -> Running {
+        let mut settings = self.settings.clone();
+        tweak(&mut settings);
+        run::start(settings, self.client.clone()).await.expect("starting a replica")
     }
+
 
     pub fn pods(&self) -> Api<Pod> {
         Api::namespaced(self.client.clone(), &self.ns)
@@ -340,4 +352,22 @@ pub fn merge(base: &mut Value, extra: Value) {
         }
         (b, e) => *b = e,
     }
+}
+
+/// Wait until a scheduler reports ready (caches synced, slurmrestd answering).
+pub async fn wait_ready(running: &Running) {
+    let mut ready = running.ready.clone();
+    let deadline = Instant::now() + DEADLINE;
+    while !*ready.borrow() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "the scheduler did not become ready");
+        let _ = tokio::time::timeout(left, ready.changed()).await;
+    }
+}
+
+/// Jobs Slurm lists (any state, for MinJobAge after they end) under a pod's job name.
+pub async fn jobs_named(h: &Harness, pod: &str) -> Vec<u32> {
+    let name = format!("{}/{pod}", h.ns);
+    let snapshot = h.slurm_client.list_our_jobs().await.expect("listing jobs");
+    snapshot.jobs.iter().filter(|j| j.name == name).map(|j| j.job_id).collect()
 }

@@ -1,0 +1,288 @@
+//! The scheduler under failure: expired watches, an API server that is down at start, a
+//! restart between submit and bind, two replicas with leader election, and slurmrestd
+//! unreachable for longer than MinJobAge while Slurm and Kubernetes both change.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use kube::api::{DeleteParams, PostParams};
+use serde_json::json;
+use slurm_pod_scheduler::leader::LeaseConfig;
+use support::proxy::Proxy;
+use support::{condition, jobs_named, node_of, phase, wait_ready, Harness, DEADLINE};
+
+static SOLO: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+macro_rules! harness {
+    ($name:expr) => {
+        harness!($name, |_| {})
+    };
+    ($name:expr, $tweak:expr) => {
+        match Harness::start($name, $tweak).await {
+            Some(h) => h,
+            None => return,
+        }
+    };
+}
+
+fn block_solo(h: &Harness) -> String {
+    let out = h.slurm.exec(&[
+        "sbatch", "--parsable", "-p", "solo", "--exclusive", "-o", "/dev/null", "-e",
+        "/dev/null", "--chdir", "/tmp", "--wrap", "sleep 600",
+    ]);
+    out.trim().split(';').next().unwrap_or_default().to_string()
+}
+
+fn solo_pod(h: &Harness, name: &str) -> k8s_openapi::api::core::v1::Pod {
+    h.pod(name, json!({"metadata": {"annotations": {"sunk.coreweave.com/partition": "solo"}}}))
+}
+
+async fn wait_for<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what} did not happen");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_expired_watch_is_relisted_and_a_pod_created_in_the_gap_is_placed() {
+    let h = harness!("expired");
+    let Some(server) = h.kubesim.as_ref() else {
+        eprintln!("SKIPPED: needs kubesim to expire watches");
+        return;
+    };
+    h.create(&h.pod("before", json!({}))).await;
+    h.wait_bound("before").await;
+    // Forget the pods' history and end every watch: the scheduler's resumed watch gets
+    // 410 Gone and must relist. A pod created right then is in the relist only.
+    server.compact(kubesim::Resource::Pods);
+    server.end_watches();
+    h.create(&h.pod("during", json!({}))).await;
+    h.wait_bound("during").await;
+    assert_eq!(jobs_named(&h, "before").await.len(), 1, "no second job for the first pod");
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_scheduler_started_while_the_api_server_is_down_places_pods_once_it_is_up() {
+    let Some(slurm) = support::SlurmEnv::from_env() else { return };
+    if std::env::var("SPS_TEST_KUBECONFIG").is_ok_and(|v| !v.is_empty()) {
+        eprintln!("SKIPPED: needs kubesim to play an API server outage");
+        return;
+    }
+    // Pick a port, and point the scheduler at it before anything listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let token = "down-at-start-token".to_string();
+    let mut config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+    config.auth_info.token = Some(token.clone().into());
+    let client = kube::Client::try_from(config).unwrap();
+
+    let scheduler = support::unique("sps-down");
+    let ns = support::unique("t-down");
+    let mut cfg = slurm_client::ClientConfig::new(
+        &slurm.url,
+        slurm_client::TokenSource::Static(slurm.token.clone()),
+        &scheduler,
+    );
+    cfg.user = slurm.user.clone();
+    let settings = slurm_pod_scheduler::run::Settings {
+        ctx: slurm_pod_scheduler::translate::TranslateContext {
+            scheduler_name: scheduler.clone(),
+            kill_wait: slurm.kill_wait,
+            ..Default::default()
+        },
+        namespaces: vec![ns.clone()],
+        poll_interval: Duration::from_millis(200),
+        node_mapping: slurm_pod_scheduler::nodes::map::Mapping::Identity,
+        slurmd_namespace: "slurm".into(),
+        timing: slurm_pod_scheduler::lifecycle::Timing {
+            kill_wait: slurm.kill_wait,
+            ..Default::default()
+        },
+        orphan_grace: Duration::from_secs(3),
+        user_names: Default::default(),
+        lease: None,
+        kube_qps: 100.0,
+        kube_burst: 200,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        slurm: cfg,
+        identity: scheduler.clone(),
+    };
+    let running = slurm_pod_scheduler::run::start(settings, client.clone()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!*running.ready.borrow(), "not ready while the API server is down");
+    let readyz = reqwest_get(&format!("http://{}/readyz", running.metrics_addr)).await;
+    assert_eq!(readyz, 503);
+
+    let server = kubesim::Server::start(kubesim::Config {
+        listen: addr,
+        token: Some(token),
+        namespaces: vec!["default".into(), "kube-node-lease".into(), ns.clone()],
+        ..Default::default()
+    })
+    .await
+    .expect("starting kubesim on the chosen port");
+    let came_up = Instant::now();
+    let nodes = slurm.nodes.iter().map(|n| kubelet_sim::NodeSpec::new(n.clone())).collect();
+    let _kubelet = kubelet_sim::KubeletHandle::start(client.clone(), kubelet_sim::KubeletConfig::new(nodes))
+        .await
+        .unwrap();
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(client.clone(), &ns);
+    let pod = json!({"metadata": {"name": "late", "namespace": ns}, "spec": {
+        "schedulerName": scheduler, "terminationGracePeriodSeconds": 1,
+        "containers": [{"name": "main", "image": "busybox",
+            "resources": {"requests": {"cpu": "1", "memory": "100Mi"}}}]}});
+    pods.create(&PostParams::default(), &serde_json::from_value(pod).unwrap()).await.unwrap();
+    wait_for("binding after the API server came up", || async {
+        pods.get("late").await.ok().and_then(|p| node_of(&p)).is_some()
+    })
+    .await;
+    let took = came_up.elapsed();
+    assert!(took < Duration::from_secs(30), "placed {took:?} after the API server returned");
+    wait_ready(&running).await;
+    pods.delete("late", &DeleteParams::default()).await.unwrap();
+    let slurm_client = slurm.client(&scheduler).await;
+    wait_for("the job to be released", || async {
+        let jobs = slurm_client.list_our_jobs().await.unwrap().jobs;
+        !jobs.iter().any(|j| j.state.holds_allocation() || j.state.is_pending())
+    })
+    .await;
+    drop(server);
+}
+
+async fn reqwest_get(url: &str) -> u16 {
+    // A raw HTTP/1.0 GET keeps the test free of another client dependency.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.trim_start_matches("http://");
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    s.write_all(format!("GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_restart_between_submit_and_bind_adopts_the_job_instead_of_submitting_again() {
+    let _solo = SOLO.lock().await;
+    let mut h = harness!("restart");
+    let blocker = block_solo(&h);
+    h.create(&solo_pod(&h, "patient")).await;
+    wait_for("a job for the pod", || async { !jobs_named(&h, "patient").await.is_empty() }).await;
+    let first = jobs_named(&h, "patient").await;
+
+    h.running.stop();
+    let replacement = h.replica(|_| {}).await;
+    wait_ready(&replacement).await;
+    h.slurm.exec(&["scancel", &blocker]);
+    let (_, job) = h.wait_bound("patient").await;
+    assert_eq!(vec![job], first, "the restarted scheduler bound the pod with the job it had");
+    assert_eq!(jobs_named(&h, "patient").await, first, "never a second job");
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn with_two_replicas_one_leads_and_the_other_takes_over_without_duplicate_jobs() {
+    let lease = |ns: &str, name: &str, id: &str| {
+        let mut l = LeaseConfig::new(ns.into(), name.into(), id.into());
+        l.duration = Duration::from_secs(4);
+        l.renew_deadline = Duration::from_secs(3);
+        l.retry_period = Duration::from_millis(500);
+        Some(l)
+    };
+    let mut h = match Harness::start("leader", |_| {}).await {
+        Some(h) => h,
+        None => return,
+    };
+    // Restart the first replica with election on, then add a second one.
+    h.running.stop();
+    let (ns, name) = (h.ns.clone(), h.scheduler.clone());
+    let mut first = h.replica(|s| s.lease = lease(&ns, &name, "replica-a")).await;
+    wait_for("a leader", || async { first.metrics.leader.get() == 1 }).await;
+    let second = h.replica(|s| s.lease = lease(&ns, &name, "replica-b")).await;
+    wait_ready(&second).await; // a standby is ready too: warm caches, Slurm answering
+    assert_eq!(second.metrics.leader.get(), 0, "one leader at a time");
+
+    let lease_api: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(h.client.clone(), &ns);
+    let held = lease_api.get(&name).await.expect("the lease is named after the scheduler");
+    assert_eq!(held.spec.unwrap().holder_identity.as_deref(), Some("replica-a"));
+
+    h.create(&h.pod("one", json!({}))).await;
+    h.wait_bound("one").await;
+    assert_eq!(jobs_named(&h, "one").await.len(), 1);
+
+    first.stop();
+    let stopped = Instant::now();
+    h.create(&h.pod("two", json!({}))).await;
+    h.wait_bound("two").await;
+    assert!(second.metrics.leader.get() == 1, "the standby took over");
+    assert!(stopped.elapsed() < DEADLINE);
+    assert_eq!(jobs_named(&h, "one").await.len(), 1, "no duplicate job after the handover");
+    assert_eq!(jobs_named(&h, "two").await.len(), 1);
+    drop(second);
+    // The harness's own scheduler is stopped: clean up with a fresh replica.
+    h.running = h.replica(|_| {}).await;
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn while_slurmrestd_is_unreachable_nothing_is_guessed_and_everything_catches_up() {
+    let _solo = SOLO.lock().await;
+    let slurm_url = match support::SlurmEnv::from_env() {
+        Some(s) => s.url,
+        None => return,
+    };
+    let proxy = Proxy::start(slurm_url.trim_start_matches("http://").to_string()).await;
+    let proxy_url = proxy.url();
+    let h = harness!("outage", |s| s.slurm.url = proxy_url.clone());
+    let blocker = block_solo(&h);
+    h.create(&h.pod("ended", json!({}))).await;
+    h.create(&h.pod("deleted", json!({}))).await;
+    h.create(&solo_pod(&h, "waiting")).await;
+    let (_, ended_job) = h.wait_bound("ended").await;
+    let (_, deleted_job) = h.wait_bound("deleted").await;
+    wait_for("a pending condition", || async {
+        h.pods().get("waiting").await.ok().and_then(|p| condition(&p, "PodScheduled").and_then(|c| c.message.clone())).is_some_and(|m| m.contains("pending"))
+    })
+    .await;
+
+    proxy.set_down(true);
+    h.slurm.exec(&["scancel", &ended_job.to_string()]);
+    h.pods().delete("deleted", &DeleteParams::default()).await.unwrap();
+    h.wait_gone("deleted").await;
+    wait_for("the waiting pod told that Slurm is unreachable", || async {
+        h.pods().get("waiting").await.ok().and_then(|p| condition(&p, "PodScheduled").and_then(|c| c.message.clone())).is_some_and(|m| m.contains("unreachable"))
+    })
+    .await;
+    // Longer than MinJobAge and a purge cycle: the scancelled job vanishes from Slurm's
+    // lists while we cannot see it.
+    let outage = h.slurm.kill_wait + Duration::from_secs(10);
+    let until = Instant::now() + outage;
+    while Instant::now() < until {
+        let pod = h.pods().get("ended").await.unwrap();
+        assert!(pod.metadata.deletion_timestamp.is_none(), "deleted on a guess during the outage");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let deleted_state = h.slurm_client.get_job(deleted_job).await.unwrap().status.state;
+    assert!(deleted_state.holds_allocation(), "cancelled without an answer from Slurm?");
+
+    proxy.set_down(false);
+    h.wait_gone("ended").await;
+    h.wait_job(deleted_job, "cancel", |j| j.is_none_or(|j| !j.status.state.holds_allocation())).await;
+    wait_for("the waiting pod's condition back to Slurm's reason", || async {
+        h.pods().get("waiting").await.ok().and_then(|p| condition(&p, "PodScheduled").and_then(|c| c.message.clone())).is_some_and(|m| m.contains("pending"))
+    })
+    .await;
+    assert_eq!(phase(&h.pods().get("waiting").await.unwrap()), "Pending");
+    h.slurm.exec(&["scancel", &blocker]);
+    h.finish().await;
+}
