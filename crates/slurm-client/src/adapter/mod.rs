@@ -41,8 +41,9 @@ pub struct SubmitOptions {
 
 /// The exact JSON body the client sends to `POST /slurm/{version}/job/submit` for `job`.
 /// Pure: the `explain -o request` command prints it. Fails when the job cannot be
-/// expressed in that version (user ids on v0.0.38 without a user mapping, excluded nodes on
-/// v0.0.38).
+/// expressed in that version (user ids on v0.0.38 without a user mapping). Excluded nodes
+/// are left out on v0.0.38, which cannot express them: check
+/// [`ApiVersion::can_exclude_nodes`] and cancel an allocation on an excluded node.
 pub fn submit_body(
     version: ApiVersion,
     job: &PlaceholderJob,

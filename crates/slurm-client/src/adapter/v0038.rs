@@ -1,6 +1,6 @@
 //! REST API v0.0.38 (Slurm 22.05): environment as a map, the script beside the job,
-//! plain numbers, `exclusive` as a string. No user/group ids, no excluded nodes, and never
-//! a non-empty `argv` (it crashes slurmrestd 22.05).
+//! plain numbers, `exclusive` as a string. No user/group ids, no excluded nodes (left out:
+//! the caller checks allocations), and never a non-empty `argv` (it crashes slurmrestd 22.05).
 
 use serde_json::{json, Map, Value};
 
@@ -21,10 +21,10 @@ pub(super) fn submit_body(job: &PlaceholderJob, opts: &SubmitOptions) -> Result<
         )));
     }
     if !job.excluded_nodes.is_empty() {
-        return Err(Error::Unsupported(format!(
-            "job `{}` excludes nodes, which REST API v0.0.38 (Slurm 22.05) cannot express",
-            job.name
-        )));
+        // v0.0.38 has no `excluded_nodes` (and refuses `required_nodes`): the job goes out
+        // without them and the caller cancels and retries an allocation on an excluded
+        // node (`ApiVersion::can_exclude_nodes`).
+        tracing::debug!(job = %job.name, excluded = ?job.excluded_nodes, "v0.0.38 cannot exclude nodes");
     }
 
     let mut j = Map::new();
