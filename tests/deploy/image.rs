@@ -141,3 +141,46 @@ fn image_binary_needs_only_bookworm_glibc() {
     );
     eprintln!("newest glibc symbol version: {}.{}", newest.0, newest.1);
 }
+
+/// The Dockerfile and the Deployment agree, and the script builds what the image builds.
+#[test]
+fn dockerfile_matches_the_deployment_and_the_check_script() {
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).expect("Dockerfile");
+    let stages: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    assert_eq!(stages.len(), 2, "a build stage and a run stage: {stages:?}");
+    assert!(
+        stages[1].contains("debian:bookworm-slim"),
+        "a glibc run stage: {}",
+        stages[1]
+    );
+    let build = "cargo build --release --locked -p slurm-pod-scheduler";
+    assert!(dockerfile.contains(build));
+    let script = std::fs::read_to_string(repo().join("deploy/check-image-binary.sh")).unwrap();
+    assert!(
+        script.contains(build),
+        "the check script builds another binary"
+    );
+    let user = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("a USER line");
+    let (uid, gid) = user.trim().split_once(':').expect("USER uid:gid");
+    assert_ne!(uid, "0");
+
+    let Some(kubectl) = kubectl("dockerfile_matches_the_deployment_and_the_check_script") else {
+        return;
+    };
+    let objects = base(&kubectl);
+    let d = find(&objects, "Deployment", "slurm-pod-scheduler");
+    let psc = &d["spec"]["template"]["spec"]["securityContext"];
+    assert_eq!(psc["runAsUser"].to_string(), uid);
+    assert_eq!(psc["runAsGroup"].to_string(), gid);
+    let container = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        container["args"][0], "run",
+        "the entry point is the binary; args pick the command"
+    );
+}
