@@ -8,8 +8,9 @@ mod support;
 use std::time::Duration;
 
 use slurm_client::{
-    ApiVersion, BaseState, CancelSignal, ClientConfig, Error, Exclusivity, PingStatus, PollCursor,
-    PollOutcome, Rejection, SlurmClient, SubmitOptions, TimeLimit, TokenSource,
+    ApiVersion, BaseState, CancelOutcome, CancelSignal, ClientConfig, Error, Exclusivity,
+    PingStatus, PollCursor, PollOutcome, Rejection, SlurmClient, SubmitOptions, TimeLimit,
+    TokenSource,
 };
 use support::{small_job, unique, wait_job, Cleanup, Cluster};
 
@@ -249,6 +250,19 @@ async fn every_error_kind() {
     // An unknown job id is proof of absence.
     let err = client.get_job(999_999_999).await.unwrap_err();
     assert!(matches!(err, Error::JobNotFound(999_999_999)), "{err:?}");
+
+    // Cancelling an unknown job: reported where the version says so, never an error.
+    let outcome = client
+        .cancel(999_999_999, CancelSignal::Kill)
+        .await
+        .unwrap();
+    let says = matches!(cl.version, ApiVersion::V0038 | ApiVersion::V0042);
+    let want = if says {
+        CancelOutcome::AlreadyDoneOrUnknown
+    } else {
+        CancelOutcome::Accepted
+    };
+    assert_eq!(outcome, want);
 
     // Nobody listening: unknown, never "gone".
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

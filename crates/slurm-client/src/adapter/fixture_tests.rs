@@ -250,6 +250,28 @@ fn submit_answers_and_rejections() {
 }
 
 #[test]
+fn cancelling_an_unknown_job() {
+    // 22.05: a 500 with 2017; v0.0.42: a 200 with 2017 in `status`; v0.0.40/41: a plain 200.
+    let errors = decode_errors(&fixture(ApiVersion::V0038, "cancel_unknown"));
+    assert_eq!(errors[0].number, Some(2017));
+    assert_eq!(
+        decode_kill_codes(&fixture(ApiVersion::V0042, "cancel_unknown")),
+        vec![2017]
+    );
+    for v in [ApiVersion::V0040, ApiVersion::V0041] {
+        assert_eq!(status(v, "cancel_unknown"), 200);
+        assert!(
+            decode_kill_codes(&fixture(v, "cancel_unknown")).is_empty(),
+            "{v}"
+        );
+        assert!(
+            decode_errors(&fixture(v, "cancel_unknown")).is_empty(),
+            "{v}"
+        );
+    }
+}
+
+#[test]
 fn unknown_jobs_and_rejected_tokens() {
     for v in ALL {
         let errors = decode_errors(&fixture(v, "job_unknown"));

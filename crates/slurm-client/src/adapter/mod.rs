@@ -210,6 +210,18 @@ impl Adapter {
     }
 }
 
+/// Error numbers of a cancel's per-job `status` entries (v0.0.42); empty otherwise.
+pub(crate) fn decode_kill_codes(body: &[u8]) -> Vec<i64> {
+    serde_json::from_slice::<wire::KillAnswer>(body)
+        .ok()
+        .and_then(|a| a.status)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|s| s.error.and_then(|e| e.code))
+        .filter(|c| *c != 0)
+        .collect()
+}
+
 /// Slurm's errors in any answer body; empty when the body is not JSON.
 pub(crate) fn decode_errors(body: &[u8]) -> Vec<SlurmError> {
     serde_json::from_slice::<wire::ErrorsOnly>(body)

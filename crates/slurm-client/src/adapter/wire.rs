@@ -94,6 +94,26 @@ pub(crate) struct ErrorsOnly {
     pub errors: Vec<WireError>,
 }
 
+/// A cancel's answer: v0.0.42 reports per-job results in `status` (a 200 even for an
+/// unknown job); earlier versions leave it out.
+#[derive(Debug, Deserialize)]
+pub(crate) struct KillAnswer {
+    #[serde(default)]
+    pub status: Option<Vec<KillStatus>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct KillStatus {
+    #[serde(default)]
+    pub error: Option<KillError>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct KillError {
+    #[serde(default)]
+    pub code: Option<i64>,
+}
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct SubmitAnswer {
     #[serde(default)]

@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 use tracing::{debug, info, warn};
 
 use super::{Answer, Call, SlurmClient};
-use crate::adapter::{decode_errors, submit_body, Adapter, SubmitOptions};
+use crate::adapter::{decode_errors, decode_kill_codes, submit_body, Adapter, SubmitOptions};
 use crate::error::{classify_rejection, Asked, Error, Result};
 use crate::job::PlaceholderJob;
 use crate::marker::JobMarker;
@@ -314,14 +314,12 @@ impl SlurmClient {
             let ans = self
                 .send(a, "job/{id}", Method::DELETE, &path, true)
                 .await?;
-            // 24.11 reports these inside a 200's `status`; 22.05 as a 500.
-            let text = String::from_utf8_lossy(&ans.body);
-            let gone = has_error(&ans, 2017)
-                || has_error(&ans, 2021)
-                || text.contains("\"code\": 2017")
-                || text.contains("\"code\":2017")
-                || text.contains("\"code\": 2021")
-                || text.contains("\"code\":2021");
+            // "Invalid job id" (2017) and "already completing or completed" (2021): 22.05
+            // answers them as a 500, v0.0.42 inside a 200's `status`.
+            let codes = decode_kill_codes(&ans.body);
+            let gone = [2017, 2021]
+                .iter()
+                .any(|n| has_error(&ans, *n) || codes.contains(n));
             if gone {
                 return Ok(CancelOutcome::AlreadyDoneOrUnknown);
             }
