@@ -88,8 +88,8 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let kube = match kube::Client::try_default().await {
-            Ok(client) => client,
+        let kube = match kube::Config::infer().await {
+            Ok(config) => config,
             Err(e) => {
                 eprintln!(
                     "slurm-pod-scheduler run: no Kubernetes configuration (KUBECONFIG or in-cluster): {e}"

@@ -82,7 +82,7 @@ async fn a_scheduler_started_while_the_api_server_is_down_places_pods_once_it_is
     let token = "down-at-start-token".to_string();
     let mut config = kube::Config::new(format!("http://{addr}").parse().unwrap());
     config.auth_info.token = Some(token.clone().into());
-    let client = kube::Client::try_from(config).unwrap();
+    let client = kube::Client::try_from(config.clone()).unwrap();
 
     let scheduler = support::unique("sps-down");
     let ns = support::unique("t-down");
@@ -115,7 +115,7 @@ async fn a_scheduler_started_while_the_api_server_is_down_places_pods_once_it_is
         slurm: cfg,
         identity: scheduler.clone(),
     };
-    let running = slurm_pod_scheduler::run::start(settings, client.clone()).await.unwrap();
+    let running = slurm_pod_scheduler::run::start(settings, config).await.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(!*running.ready.borrow(), "not ready while the API server is down");
     let readyz = reqwest_get(&format!("http://{}/readyz", running.metrics_addr)).await;

@@ -5,6 +5,7 @@ pub mod args;
 mod core;
 mod exec;
 mod http;
+mod kube_client;
 mod limiter;
 mod poller;
 pub mod project;
@@ -15,7 +16,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::Client;
 use slurm_client::{ClientConfig, SlurmObserver};
 use tokio::sync::{mpsc, watch as wch, RwLock};
 use tracing::info;
@@ -76,9 +76,24 @@ impl Drop for Running {
 }
 
 /// Start every task and return once they run. They stop when the runtime shuts down.
-pub async fn start(settings: Settings, kube: Client) -> anyhow::Result<Running> {
-    let settings = Arc::new(settings);
+pub async fn start(settings: Settings, kube_config: kube::Config) -> anyhow::Result<Running> {
     let metrics = Arc::new(Metrics::new());
+    let kube = kube_client::build(kube_config, metrics.clone())?;
+    start_inner(settings, kube, metrics).await
+}
+
+/// Like [`start`] with a client built by the caller (tests that add their own middleware);
+/// its requests are not counted in `kube_requests_total`.
+pub async fn start_with_client(settings: Settings, kube: kube::Client) -> anyhow::Result<Running> {
+    start_inner(settings, kube, Arc::new(Metrics::new())).await
+}
+
+async fn start_inner(
+    settings: Settings,
+    kube: kube::Client,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<Running> {
+    let settings = Arc::new(settings);
     let mut tasks = Vec::new();
     let (tx, rx) = mpsc::channel(4096);
 

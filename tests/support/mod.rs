@@ -110,6 +110,7 @@ pub struct Harness {
     pub running: Running,
     /// The settings the scheduler was started with, for starting more replicas.
     pub settings: Settings,
+    pub kube_config: kube::Config,
     pub kubesim: Option<kubesim::ServerHandle>,
     pub kubelet: Option<KubeletHandle>,
 }
@@ -118,19 +119,20 @@ impl Harness {
     /// Start everything; `tweak` adjusts the scheduler's settings. `None`: skipped.
     pub async fn start(name: &str, tweak: impl FnOnce(&mut Settings)) -> Option<Self> {
         let slurm = SlurmEnv::from_env()?;
-        let (client, kubesim, kubelet) = match std::env::var("SPS_TEST_KUBECONFIG") {
+        let (client, kube_config, kubesim, kubelet) = match std::env::var("SPS_TEST_KUBECONFIG") {
             Ok(path) if !path.is_empty() => {
                 let kc = kube::config::Kubeconfig::read_from(path).expect("reading SPS_TEST_KUBECONFIG");
                 let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
                     .await
                     .expect("kubeconfig");
-                (Client::try_from(cfg).expect("client"), None, None)
+                (Client::try_from(cfg.clone()).expect("client"), cfg, None, None)
             }
             _ => {
                 let server = kubesim::Server::start(kubesim::Config::default())
                     .await
                     .expect("starting kubesim");
                 let client = server.client().await.expect("kubesim client");
+                let kube_config = server.kube_config().await.expect("kubesim config");
                 let nodes = slurm
                     .nodes
                     .iter()
@@ -142,7 +144,7 @@ impl Harness {
                 let mut kc = KubeletConfig::new(nodes);
                 kc.heartbeat = Duration::from_secs(2);
                 let kubelet = KubeletHandle::start(client.clone(), kc).await.expect("kubelet-sim");
-                (client, Some(server), Some(kubelet))
+                (client, kube_config, Some(server), Some(kubelet))
             }
         };
         let ns = unique(&format!("t-{name}"));
@@ -180,7 +182,9 @@ impl Harness {
             identity: scheduler.clone(),
         };
         tweak(&mut settings);
-        let running = run::start(settings.clone(), client.clone()).await.expect("starting the scheduler");
+        let running = run::start(settings.clone(), kube_config.clone())
+            .await
+            .expect("starting the scheduler");
         let slurm_client = slurm.client(&scheduler).await;
         let harness = Self {
             client,
@@ -190,6 +194,7 @@ impl Harness {
             slurm_client,
             running,
             settings,
+            kube_config,
             kubesim,
             kubelet,
         };
@@ -201,7 +206,7 @@ impl Harness {
     pub async fn replica(&self, tweak: impl FnOnce(&mut Settings)) -> Running {
         let mut settings = self.settings.clone();
         tweak(&mut settings);
-        run::start(settings, self.client.clone()).await.expect("starting a replica")
+        run::start(settings, self.kube_config.clone()).await.expect("starting a replica")
     }
 
 
