@@ -60,6 +60,20 @@ impl ApiError {
         }
     }
 
+    /// A failure injected by a fault rule, with the Status fields the real one has.
+    pub(crate) fn injected(
+        code: u16,
+        reason: &'static str,
+        message: String,
+        details: Option<Value>,
+        retry_after: Option<u64>,
+    ) -> Self {
+        let mut e = Self::new(code, reason, message);
+        e.details = details;
+        e.retry_after = retry_after;
+        e
+    }
+
     /// Attach a `details` object.
     pub fn with_details(mut self, details: Value) -> Self {
         self.details = Some(details);

@@ -17,6 +17,7 @@ mod api;
 pub mod deletion;
 pub mod error;
 pub mod events;
+pub mod faults;
 pub mod meta;
 pub mod patch;
 pub mod pods;
@@ -28,6 +29,7 @@ mod server;
 pub mod store;
 
 pub use error::{ApiError, Error};
+pub use faults::{Fault, FaultError, Matcher};
 pub use recorder::RequestRecord;
 pub use request::RequestInfo;
 pub use resource::Resource;

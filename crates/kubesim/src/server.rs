@@ -1,10 +1,11 @@
 //! Starting and stopping the server, and everything a test or another binary needs to
 //! talk to it: its address, a kubeconfig (file or `kube::Config`), the request log, and
-//! the store.
+//! the store, and the fault injection controls.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::watch;
@@ -12,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{router, AppState};
 use crate::error::Error;
+use crate::faults::{Fault, FaultError, FaultListener, Faults, Matcher};
 use crate::recorder::{Recorder, RequestRecord};
 use crate::resource::Table;
 use crate::store::{key, Outcome, Store};
@@ -88,6 +90,13 @@ impl Server {
         let recorder = Arc::new(Recorder::new(config.request_log_limit));
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (epoch_tx, epoch_rx) = watch::channel(0u64);
+        let epoch_tx = Arc::new(epoch_tx);
+        let faults = {
+            let epoch_tx = epoch_tx.clone();
+            Arc::new(Faults::new(Box::new(move || {
+                epoch_tx.send_modify(|e| *e += 1)
+            })))
+        };
         let state = AppState {
             store: store.clone(),
             token: config.token.clone(),
@@ -96,9 +105,14 @@ impl Server {
             watch_epoch: epoch_rx,
             address: addr.to_string(),
             features: config.features,
+            faults: faults.clone(),
         };
         let app = router(state);
         let mut stop = shutdown_rx;
+        let listener = FaultListener {
+            inner: listener,
+            faults: faults.clone(),
+        };
         let join = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
@@ -114,6 +128,7 @@ impl Server {
             recorder,
             shutdown_tx,
             epoch_tx,
+            faults,
             join,
         })
     }
@@ -126,7 +141,8 @@ pub struct ServerHandle {
     store: Arc<Store>,
     recorder: Arc<Recorder>,
     shutdown_tx: watch::Sender<bool>,
-    epoch_tx: watch::Sender<u64>,
+    epoch_tx: Arc<watch::Sender<u64>>,
+    faults: Arc<Faults>,
     join: JoinHandle<std::io::Result<()>>,
 }
 
@@ -203,6 +219,84 @@ impl ServerHandle {
     /// Drop the watch history of a resource: watches from older versions get 410.
     pub fn compact(&self, resource: Resource) {
         self.store.compact(resource.table());
+    }
+
+    /// Add a fault rule, or act on one at once (see [`Fault`]); the same as POSTing it to
+    /// `/kubesim/faults`.
+    pub fn inject(&self, fault: Fault) -> Result<(), FaultError> {
+        self.faults.inject(fault)
+    }
+
+    /// Fail the next `count` requests that `matcher` selects with `status` and the
+    /// `Status` body kube-apiserver sends with it (429 carries `Retry-After: 1`).
+    pub fn fail_next(&self, matcher: Matcher, count: u32, status: u16) -> Result<(), FaultError> {
+        self.inject(Fault::Fail {
+            matcher,
+            status,
+            count: Some(count),
+            seconds: None,
+            retry_after_seconds: None,
+            message: None,
+        })
+    }
+
+    /// Answer the next `count` requests `matcher` selects with 429 and `Retry-After`.
+    pub fn throttle_next(&self, matcher: Matcher, count: u32, retry_after: Duration) {
+        let fault = Fault::Fail {
+            matcher,
+            status: 429,
+            count: Some(count),
+            seconds: None,
+            retry_after_seconds: Some(retry_after.as_secs().max(1)),
+            message: None,
+        };
+        self.inject(fault).expect("429 is an error status");
+    }
+
+    /// Hold each request `matcher` selects for `delay`, for the next `count` requests, or
+    /// for `period`, or (both `None`) until [`ServerHandle::clear_faults`].
+    pub fn delay(
+        &self,
+        matcher: Matcher,
+        delay: Duration,
+        count: Option<u32>,
+        period: Option<Duration>,
+    ) {
+        let fault = Fault::Delay {
+            matcher,
+            millis: delay.as_millis() as u64,
+            count,
+            seconds: period.map(|p| p.as_secs_f64().min(86_400.0)),
+        };
+        self.inject(fault).expect("a Duration is a usable duration");
+    }
+
+    /// The next watch of `resource` gets the `410 Expired` ERROR event and ends.
+    pub fn expire_next_watch(&self, resource: Resource) {
+        let fault = Fault::ExpireWatch {
+            resource: resource.plural().to_string(),
+            count: Some(1),
+        };
+        self.inject(fault).expect("a served resource");
+    }
+
+    /// Close new connections at once, and established ones on their next read or write,
+    /// for `period`; open watches end now.
+    pub fn refuse_connections(&self, period: Duration) {
+        let fault = Fault::RefuseConnections {
+            seconds: period.as_secs_f64().min(86_400.0),
+        };
+        self.inject(fault).expect("a Duration is a usable duration");
+    }
+
+    /// Remove every fault rule and stop refusing connections.
+    pub fn clear_faults(&self) {
+        self.faults.clear();
+    }
+
+    /// The live fault rules, as `GET /kubesim/faults` lists them.
+    pub fn active_faults(&self) -> Vec<serde_json::Value> {
+        self.faults.active()
     }
 
     /// The store, for tests that inspect or seed state directly.

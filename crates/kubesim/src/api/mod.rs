@@ -1,7 +1,9 @@
 //! The HTTP API: one dispatcher that resolves the path to a resource and verb and hands
 //! the request to the object handlers, the pod subresources, the watch streamer or
-//! discovery. Authentication and the request log are a layer in front of it, which is
-//! where further behaviour (fault injection) slots in.
+//! discovery. Authentication and the request log are the outer layer; fault injection
+//! (`crate::faults`) is the layer between it and the dispatcher, so injected answers are
+//! logged like any other. The admin endpoint `/kubesim/faults` sits outside both: it is
+//! neither logged nor faulted.
 
 mod discovery;
 mod namespaces;
@@ -42,17 +44,59 @@ pub struct AppState {
     pub address: String,
     /// Feature gates of pod admission.
     pub features: crate::pods::Features,
+    /// Fault rules.
+    pub faults: Arc<crate::faults::Faults>,
 }
 
 /// Build the router.
 pub fn router(state: AppState) -> axum::Router {
+    let admin = axum::Router::new()
+        .route("/kubesim/faults", axum::routing::any(crate::faults::admin))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate_admin,
+        ))
+        .with_state(state.faults.clone());
     axum::Router::new()
         .fallback(dispatch)
+        .layer(axum::middleware::from_fn_with_state(
+            state.faults.clone(),
+            crate::faults::layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate_and_record,
         ))
         .with_state(state)
+        .merge(admin)
+}
+
+/// Whether a request may be served: without credentials, or with the right token.
+fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
+    // kubectl (client-go) does not send bearer tokens over plain HTTP, so a request
+    // without credentials is served; one with a wrong token is refused, which keeps
+    // misconfigured clients visible.
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_string());
+    match (&state.token, presented) {
+        (Some(token), Some(presented)) => *token == presented,
+        _ => true,
+    }
+}
+
+/// The admin endpoint takes the same credentials as the API.
+async fn authenticate_admin(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if authorized(&state, request.headers()) {
+        next.run(request).await
+    } else {
+        ApiError::unauthorized().into_response()
+    }
 }
 
 /// Check the bearer token and log the request with its outcome.
@@ -70,19 +114,10 @@ async fn authenticate_and_record(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    // kubectl (client-go) does not send bearer tokens over plain HTTP, so a request
-    // without credentials is served; one with a wrong token is refused, which keeps
-    // misconfigured clients visible.
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_string());
-    let authorized = match (&state.token, presented) {
-        (Some(token), Some(presented)) => *token == presented,
-        _ => true,
-    };
-    let response = if authorized {
+    let response = if authorized(&state, request.headers()) {
+        // The fault layer behind reads what the request addresses from here.
+        let mut request = request;
+        request.extensions_mut().insert(info.clone());
         next.run(request).await
     } else {
         ApiError::unauthorized().into_response()
