@@ -291,7 +291,6 @@ async fn scheduler_uses_exactly_what_the_roles_grant() {
         .unwrap_or_else(|_| "node-0,node-1".into())
         .replace('\\', "")
         .split(',')
-        .take(2)
         .map(String::from)
         .collect();
 
@@ -367,7 +366,7 @@ async fn scheduler_uses_exactly_what_the_roles_grant() {
         .unwrap()
         .with_layer(&race)
         .build();
-    let mut running = slurm_pod_scheduler::run::start(settings, scheduler_client)
+    let mut running = slurm_pod_scheduler::run::start_with_client(settings, scheduler_client)
         .await
         .expect("start");
     tokio::time::timeout(Duration::from_secs(60), running.ready.wait_for(|r| *r))
