@@ -97,10 +97,14 @@ fn run(args: RunArgs) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        if let Err(e) = slurm_pod_scheduler::run::start(settings, kube).await {
-            eprintln!("slurm-pod-scheduler run: {e:#}");
-            return ExitCode::from(1);
-        }
+        // Dropping `Running` aborts every task: keep it until shutdown.
+        let _running = match slurm_pod_scheduler::run::start(settings, kube).await {
+            Ok(running) => running,
+            Err(e) => {
+                eprintln!("slurm-pod-scheduler run: {e:#}");
+                return ExitCode::from(1);
+            }
+        };
         wait_for_shutdown().await;
         tracing::info!("shutting down");
         ExitCode::SUCCESS
