@@ -24,6 +24,9 @@ pub enum OutputFormat {
     Table,
     /// One JSON document: {"pods": [...]}.
     Json,
+    /// The exact slurmrestd submit body for each schedulable pod of ours, one JSON
+    /// document per pod (needs `--slurm-api-version`).
+    Request,
 }
 
 /// Flags of `explain`.
@@ -41,6 +44,10 @@ pub struct ExplainArgs {
     /// The scheduler's YAML configuration file (namespace policy, device map, defaults).
     #[arg(long, env = "SPS_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+
+    /// REST API version of the submit bodies printed by `-o request`, e.g. v0.0.42.
+    #[arg(long, env = "SPS_SLURM_API_VERSION", value_name = "VERSION")]
+    pub slurm_api_version: Option<String>,
 
     #[command(flatten)]
     pub settings: TranslateOverrides,
@@ -117,7 +124,13 @@ pub fn run(
         verdicts.extend(manifest.subjects.into_iter().map(|s| judge(s, &ctx)));
     }
 
+    let mut refused_by_version = false;
     let text = match args.output {
+        OutputFormat::Request => {
+            let (text, refused) = requests(&verdicts, args, &file_config, notes)?;
+            refused_by_version = refused;
+            text
+        }
         OutputFormat::Table => render::table(&verdicts),
         OutputFormat::Json => {
             let mut json = serde_json::to_string_pretty(&render::json(&verdicts))
@@ -132,11 +145,72 @@ pub fn run(
             source,
         })?;
 
-    Ok(if verdicts.iter().any(Verdict::is_rejected) {
-        Status::Rejected
-    } else {
-        Status::Schedulable
-    })
+    Ok(
+        if refused_by_version || verdicts.iter().any(Verdict::is_rejected) {
+            Status::Rejected
+        } else {
+            Status::Schedulable
+        },
+    )
+}
+
+/// The submit bodies of `-o request`; also whether a job cannot be expressed in that API
+/// version (the live scheduler would refuse those pods too).
+fn requests(
+    verdicts: &[Verdict],
+    args: &ExplainArgs,
+    file: &FileConfig,
+    notes: &mut dyn std::io::Write,
+) -> Result<(String, bool), ExplainError> {
+    let version_text = args
+        .slurm_api_version
+        .clone()
+        .or_else(|| file.slurm_api_version.clone());
+    let Some(version_text) = version_text else {
+        return Err(ExplainError::Config(config::ConfigError::Invalid {
+            key: "slurm-api-version".into(),
+            message: "`-o request` needs the REST API version of the bodies, e.g. v0.0.42".into(),
+        }));
+    };
+    let version: slurm_client::ApiVersion =
+        version_text
+            .parse()
+            .map_err(|e: slurm_client::version::UnknownVersion| {
+                ExplainError::Config(config::ConfigError::Invalid {
+                    key: "slurm-api-version".into(),
+                    message: e.to_string(),
+                })
+            })?;
+    let user_names = file.slurm_user_names.clone().unwrap_or_default();
+    let mut text = String::new();
+    let mut refused = false;
+    for verdict in verdicts {
+        let Outcome::Translated(t) = &verdict.outcome else {
+            continue;
+        };
+        let Some(job) = &t.job else {
+            let _ = writeln!(
+                notes,
+                "note: {}/{}: rejected, no request",
+                verdict.namespace, verdict.name
+            );
+            continue;
+        };
+        let opts = slurm_client::SubmitOptions {
+            run_as_user: job.user_id.and_then(|id| user_names.get(&id).cloned()),
+        };
+        match slurm_client::submit_body(version, job, &opts) {
+            Ok(body) => {
+                text.push_str(&serde_json::to_string_pretty(&body).expect("JSON values serialize"));
+                text.push('\n');
+            }
+            Err(e) => {
+                refused = true;
+                let _ = writeln!(notes, "note: {}/{}: {e}", verdict.namespace, verdict.name);
+            }
+        }
+    }
+    Ok((text, refused))
 }
 
 /// Decides one pod as the running scheduler would, after the API server's defaults.
