@@ -9,12 +9,19 @@
 //! - completes deletions after a simulated shutdown: at once, or only when the grace period
 //!   has passed for pods annotated [`IGNORE_SIGTERM`];
 //! - plays a dead node on demand ([`KubeletHandle::set_dead`]): `Ready` turns `Unknown`,
-//!   heartbeats stop and deletions on it never complete.
+//!   heartbeats stop and deletions on it never complete; pods bound to it wait until it
+//!   comes back.
+//!
+//! Every write is retried while the failure is the server's (5xx, 429, connection), so a
+//! flaky API server delays the simulated kubelet but does not make it forget a pod.
+//! Dropping the [`KubeletHandle`] stops every task it started.
 
 mod node;
 mod pods;
+mod retry;
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,29 +42,47 @@ pub const IGNORE_SIGTERM: &str = "kubelet-sim/ignore-sigterm";
 /// One simulated node.
 #[derive(Debug, Clone)]
 pub struct NodeSpec {
+    /// Node name (also its `kubernetes.io/hostname` label and Lease name).
     pub name: String,
+    /// `cpu` capacity and allocatable.
     pub cpus: u32,
+    /// `memory` capacity and allocatable, in MiB.
     pub memory_mib: u64,
+    /// `nvidia.com/gpu` capacity and allocatable (0: none advertised).
     pub gpus: u32,
+    /// Extra node labels.
     pub labels: Vec<(String, String)>,
 }
 
 impl NodeSpec {
+    /// A node with 8 CPUs, 16 000 MiB and no GPUs.
     pub fn new(name: impl Into<String>) -> Self {
-        Self { name: name.into(), cpus: 8, memory_mib: 16_000, gpus: 0, labels: Vec::new() }
+        Self {
+            name: name.into(),
+            cpus: 8,
+            memory_mib: 16_000,
+            gpus: 0,
+            labels: Vec::new(),
+        }
     }
 }
 
+/// What the simulator plays.
 #[derive(Debug, Clone)]
 pub struct KubeletConfig {
+    /// The nodes.
     pub nodes: Vec<NodeSpec>,
     /// How often node status and leases are renewed.
     pub heartbeat: Duration,
 }
 
 impl KubeletConfig {
+    /// These nodes, heartbeat every 10 s (as a kubelet renews its Lease).
     pub fn new(nodes: Vec<NodeSpec>) -> Self {
-        Self { nodes, heartbeat: Duration::from_secs(10) }
+        Self {
+            nodes,
+            heartbeat: Duration::from_secs(10),
+        }
     }
 }
 
@@ -65,11 +90,25 @@ impl KubeletConfig {
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub dead: Mutex<HashSet<String>>,
+    /// Set when the handle is dropped: per-pod tasks check it after every wait.
+    pub stopped: AtomicBool,
+    /// Wakes per-pod tasks waiting for a node to come back.
+    pub revived: tokio::sync::Notify,
+    /// Held while a node's Ready condition is written, so a heartbeat that checked "alive"
+    /// just before `set_dead` cannot land after it and turn the node Ready again.
+    pub node_writes: tokio::sync::Mutex<()>,
 }
 
 impl State {
     pub fn is_dead(&self, node: &str) -> bool {
-        self.dead.lock().unwrap_or_else(|p| p.into_inner()).contains(node)
+        self.dead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(node)
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
     }
 }
 
@@ -84,7 +123,7 @@ pub struct KubeletHandle {
 /// Why the simulator could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A node could not be registered.
+    /// A node could not be registered (after retries, for server-side failures).
     #[error("registering node {node}: {source}")]
     Register {
         node: String,
@@ -98,20 +137,35 @@ impl KubeletHandle {
     pub async fn start(client: Client, config: KubeletConfig) -> Result<Self, Error> {
         let state = Arc::new(State::default());
         for spec in &config.nodes {
-            node::register(&client, spec, true)
-                .await
-                .map_err(|source| Error::Register { node: spec.name.clone(), source })?;
+            retry::until_done(&state, "register node", || {
+                node::register(&client, spec, true)
+            })
+            .await
+            .map_err(|source| Error::Register {
+                node: spec.name.clone(),
+                source,
+            })?;
         }
         let tasks = vec![
-            tokio::spawn(node::heartbeats(client.clone(), config.clone(), state.clone())),
+            tokio::spawn(node::heartbeats(
+                client.clone(),
+                config.clone(),
+                state.clone(),
+            )),
             tokio::spawn(pods::run(client.clone(), config.clone(), state.clone())),
         ];
-        Ok(Self { state, client, config, tasks })
+        Ok(Self {
+            state,
+            client,
+            config,
+            tasks,
+        })
     }
 
     /// Play a dead node (`true`: Ready turns Unknown, deletions on it never complete) or
     /// bring it back.
     pub async fn set_dead(&self, node: &str, dead: bool) -> Result<(), kube::Error> {
+        let _writing = self.state.node_writes.lock().await;
         {
             let mut set = self.state.dead.lock().unwrap_or_else(|p| p.into_inner());
             if dead {
@@ -121,7 +175,13 @@ impl KubeletHandle {
             }
         }
         if let Some(spec) = self.config.nodes.iter().find(|n| n.name == node) {
-            node::set_ready(&self.client, &spec.name, !dead).await?;
+            retry::until_done(&self.state, "set node readiness", || {
+                node::set_ready(&self.client, &spec.name, !dead, true)
+            })
+            .await?;
+        }
+        if !dead {
+            self.state.revived.notify_waiters();
         }
         Ok(())
     }
@@ -134,6 +194,8 @@ impl KubeletHandle {
 
 impl Drop for KubeletHandle {
     fn drop(&mut self) {
+        self.state.stopped.store(true, Ordering::Relaxed);
+        self.state.revived.notify_waiters();
         for task in &self.tasks {
             task.abort();
         }

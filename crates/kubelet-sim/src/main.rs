@@ -49,7 +49,11 @@ async fn main() -> anyhow::Result<()> {
             name: name.clone(),
             cpus: args.cpus,
             memory_mib: args.memory_mib,
-            gpus: if args.gpu_nodes.contains(name) { args.gpus } else { 0 },
+            gpus: if args.gpu_nodes.contains(name) {
+                args.gpus
+            } else {
+                0
+            },
             labels: Vec::new(),
         })
         .collect();
@@ -60,6 +64,8 @@ async fn main() -> anyhow::Result<()> {
     config.heartbeat = Duration::from_secs(args.heartbeat_seconds.max(1));
     let _kubelet = KubeletHandle::start(client, config).await?;
     eprintln!("kubelet-sim: playing nodes {}", args.nodes.join(","));
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     Ok(())
 }

@@ -37,7 +37,10 @@ pub async fn register(client: &Client, spec: &NodeSpec, ready: bool) -> Result<(
     }
     let mut resources = BTreeMap::from([
         ("cpu".to_string(), Quantity(spec.cpus.to_string())),
-        ("memory".to_string(), Quantity(format!("{}Mi", spec.memory_mib))),
+        (
+            "memory".to_string(),
+            Quantity(format!("{}Mi", spec.memory_mib)),
+        ),
         ("pods".to_string(), Quantity("110".into())),
     ]);
     if spec.gpus > 0 {
@@ -57,22 +60,41 @@ pub async fn register(client: &Client, spec: &NodeSpec, ready: bool) -> Result<(
     });
     api.patch_status(&spec.name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
-    set_ready(client, &spec.name, ready).await
+    set_ready(client, &spec.name, ready, true).await
 }
 
-/// Set the `Ready` condition (strategic merge keeps other conditions).
-pub async fn set_ready(client: &Client, node: &str, ready: bool) -> Result<(), kube::Error> {
+/// Set the `Ready` condition (strategic merge keeps other conditions). `transition`:
+/// the status changes now, so `lastTransitionTime` moves; a plain heartbeat keeps it, as a
+/// kubelet's does.
+pub async fn set_ready(
+    client: &Client,
+    node: &str,
+    ready: bool,
+    transition: bool,
+) -> Result<(), kube::Error> {
     let api: Api<Node> = Api::all(client.clone());
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     let (status, reason, message) = if ready {
-        ("True", "KubeletReady", "kubelet-sim is posting ready status")
+        (
+            "True",
+            "KubeletReady",
+            "kubelet-sim is posting ready status",
+        )
     } else {
-        ("Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status.")
+        (
+            "Unknown",
+            "NodeStatusUnknown",
+            "Kubelet stopped posting node status.",
+        )
     };
-    let patch = json!({"status": {"conditions": [{
+    let mut condition = json!({
         "type": "Ready", "status": status, "reason": reason, "message": message,
-        "lastHeartbeatTime": now, "lastTransitionTime": now,
-    }]}});
+        "lastHeartbeatTime": now,
+    });
+    if transition {
+        condition["lastTransitionTime"] = json!(now);
+    }
+    let patch = json!({"status": {"conditions": [condition]}});
     api.patch_status(node, &PatchParams::default(), &Patch::Strategic(&patch))
         .await
         .map(drop)
@@ -85,11 +107,14 @@ pub async fn heartbeats(client: Client, config: KubeletConfig, state: Arc<State>
     loop {
         ticker.tick().await;
         for spec in &config.nodes {
-            if state.is_dead(&spec.name) {
-                continue;
-            }
-            if let Err(e) = set_ready(&client, &spec.name, true).await {
-                warn!(node = %spec.name, error = %e, "node heartbeat failed");
+            {
+                let _writing = state.node_writes.lock().await;
+                if state.is_dead(&spec.name) {
+                    continue;
+                }
+                if let Err(e) = set_ready(&client, &spec.name, true, false).await {
+                    warn!(node = %spec.name, error = %e, "node heartbeat failed");
+                }
             }
             if let Err(e) = renew_lease(&client, &spec.name, config.heartbeat).await {
                 warn!(node = %spec.name, error = %e, "node lease renewal failed");
@@ -101,14 +126,21 @@ pub async fn heartbeats(client: Client, config: KubeletConfig, state: Arc<State>
 async fn ensure_lease_namespace(client: &Client) {
     let api: Api<Namespace> = Api::all(client.clone());
     let ns = Namespace {
-        metadata: ObjectMeta { name: Some(LEASE_NAMESPACE.into()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(LEASE_NAMESPACE.into()),
+            ..Default::default()
+        },
         ..Default::default()
     };
     // Exists on real clusters; kubesim may need it. Any failure shows up in the renewals.
     let _ = api.create(&PostParams::default(), &ns).await;
 }
 
-async fn renew_lease(client: &Client, node: &str, every: std::time::Duration) -> Result<(), kube::Error> {
+async fn renew_lease(
+    client: &Client,
+    node: &str,
+    every: std::time::Duration,
+) -> Result<(), kube::Error> {
     let api: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
     let spec = LeaseSpec {
         holder_identity: Some(node.to_string()),
@@ -119,11 +151,16 @@ async fn renew_lease(client: &Client, node: &str, every: std::time::Duration) ->
     match api.get_opt(node).await? {
         Some(mut lease) => {
             lease.spec = Some(spec);
-            api.replace(node, &PostParams::default(), &lease).await.map(drop)
+            api.replace(node, &PostParams::default(), &lease)
+                .await
+                .map(drop)
         }
         None => {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(node.to_string()), ..Default::default() },
+                metadata: ObjectMeta {
+                    name: Some(node.to_string()),
+                    ..Default::default()
+                },
                 spec: Some(spec),
             };
             api.create(&PostParams::default(), &lease).await.map(drop)
