@@ -92,6 +92,8 @@ async fn binds_a_pod_where_slurm_allocated_it_and_releases_the_job_when_it_is_de
     assert!(scheduled.contains(&node) && scheduled.contains(&job.to_string()), "{scheduled}");
     let running = h.wait_pod("web", "running", |p| phase(p) == "Running").await;
     assert_eq!(condition(&running, "PodScheduled").map(|c| c.status.as_str()), Some("True"));
+    let reasons: Vec<String> = h.events("web").await.into_iter().map(|(r, _)| r).collect();
+    assert!(!reasons.iter().any(|r| r == "PlacementChangeIgnored"), "{reasons:?}");
 
     h.delete("web").await;
     h.wait_gone("web").await;

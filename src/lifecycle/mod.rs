@@ -126,6 +126,7 @@ impl PodLife {
             Stage::New | Stage::Rejected | Stage::Refused { .. } => {
                 if let (Some(job), Some(node)) = (pod.bound_job, pod.node.clone()) {
                     // Bound by us before a restart: hold that job again.
+                    self.fingerprint = pod.fingerprint;
                     self.stage = Stage::Bound {
                         job,
                         node,
@@ -186,6 +187,17 @@ impl PodLife {
                         node,
                         stuck_since: None,
                     };
+                } else if pod.fingerprint != self.fingerprint && !pod.terminating {
+                    // Slurm cannot move a running job: say so once per change.
+                    self.fingerprint = pod.fingerprint;
+                    out.push(Action::Event {
+                        kind: EventKind::Warning,
+                        reason: "PlacementChangeIgnored",
+                        message: format!(
+                            "The pod's placement annotations or requests changed after it was \
+                             bound through Slurm job {job}; they take effect only for a new pod"
+                        ),
+                    });
                 }
                 // A terminating pod on a Ready node keeps its job until the kubelet is done.
             }

@@ -742,17 +742,22 @@ fn a_change_during_the_submit_replaces_the_job_when_it_is_accepted() {
 }
 
 #[test]
-fn a_change_after_binding_is_ignored() {
+fn a_change_after_binding_is_ignored_with_one_event() {
     let (mut life, now) = bound();
-    let a = life.observe(
-        Observation::Pod(PodView {
-            fingerprint: 9,
-            ..running_on("node-1")
-        }),
-        now,
-        &t(),
-    );
-    assert!(a.is_empty());
+    let changed = PodView { fingerprint: 9, ..running_on("node-1") };
+    let a = life.observe(Observation::Pod(changed.clone()), now, &t());
+    assert_eq!(reasons(&a), vec!["PlacementChangeIgnored"]);
+    assert!(!a.iter().any(|a| matches!(a, Action::Cancel { .. } | Action::Submit { .. })));
+    assert!(life.observe(Observation::Pod(changed), now, &t()).is_empty(), "said once");
+}
+
+#[test]
+fn a_pod_resumed_after_a_restart_reports_no_change() {
+    let now = Instant::now();
+    let mut life = PodLife::new();
+    let p = PodView { bound_job: Some(11), fingerprint: 5, ..running_on("node-2") };
+    assert!(life.observe(Observation::Pod(p.clone()), now, &t()).is_empty());
+    assert!(life.observe(Observation::Pod(p), now, &t()).is_empty());
 }
 
 #[test]

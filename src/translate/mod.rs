@@ -111,8 +111,10 @@ pub fn placement_fingerprint(pod: &Pod, annotation_prefix: &str) -> u64 {
     pod.metadata.namespace.hash(&mut hasher);
     pod.metadata.name.hash(&mut hasher);
     pod.metadata.uid.hash(&mut hasher);
+    // `job-id` is our own output, written at binding: it must not look like a change.
+    let job_id = AnnotationKey::JobId.key(annotation_prefix);
     for (key, value) in pod.metadata.annotations.iter().flatten() {
-        if key.starts_with(annotation_prefix) {
+        if key.starts_with(annotation_prefix) && *key != job_id {
             (key, value).hash(&mut hasher);
         }
     }

@@ -560,6 +560,10 @@ fn fingerprint_follows_placement_inputs_only() {
     status_only.metadata.labels = Some([("a".to_string(), "b".to_string())].into_iter().collect());
     assert_eq!(placement_fingerprint(&status_only, P), same);
 
+    // The job id the scheduler writes at binding is not a placement input.
+    let bound = mk_pod(&[("partition", "batch"), ("job-id", "42")]);
+    assert_eq!(placement_fingerprint(&bound, P), same);
+
     let changed = [
         mk_pod(&[("partition", "gpu")]),
         with_requests(base.clone(), &[("cpu", "2"), ("memory", "1Gi")]),
