@@ -421,3 +421,35 @@ async fn fault_injection_admin_endpoint_takes_json_faults() {
     assert_eq!(log.len(), 3);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn fault_injection_request_log_is_served_as_json_too() {
+    let (server, client) = start().await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    server
+        .fail_next(Matcher::any().verb("create"), 1, 500)
+        .unwrap();
+    assert_eq!(
+        api_status(pods.create(&PostParams::default(), &pod("x")).await).code,
+        500
+    );
+    pods.create(&PostParams::default(), &pod("x"))
+        .await
+        .unwrap();
+    let request = http::Request::get("/kubesim/requests")
+        .body(Vec::new())
+        .unwrap();
+    let log: serde_json::Value =
+        serde_json::from_str(&client.request_text(request).await.unwrap()).unwrap();
+    let log = log["requests"].as_array().unwrap();
+    let seen: Vec<_> = log
+        .iter()
+        .map(|r| (r["verb"].as_str().unwrap(), r["status"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(seen, [("create", 500), ("create", 201)]);
+    assert_eq!(log[1]["resource"], "pods");
+    assert_eq!(log[1]["namespace"], "default");
+    assert_eq!(log[1]["userAgent"], "fault-test/1");
+    assert!(log[1]["timeMillis"].as_u64().unwrap() >= log[0]["timeMillis"].as_u64().unwrap());
+    server.shutdown().await;
+}

@@ -2,8 +2,8 @@
 //! the request to the object handlers, the pod subresources, the watch streamer or
 //! discovery. Authentication and the request log are the outer layer; fault injection
 //! (`crate::faults`) is the layer between it and the dispatcher, so injected answers are
-//! logged like any other. The admin endpoint `/kubesim/faults` sits outside both: it is
-//! neither logged nor faulted.
+//! logged like any other. The admin endpoints `/kubesim/faults` and `/kubesim/requests`
+//! sit outside both: they are neither logged nor faulted.
 
 mod discovery;
 mod namespaces;
@@ -57,6 +57,13 @@ pub fn router(state: AppState) -> axum::Router {
             authenticate_admin,
         ))
         .with_state(state.faults.clone());
+    let log = axum::Router::new()
+        .route("/kubesim/requests", axum::routing::get(request_log))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate_admin,
+        ))
+        .with_state(state.clone());
     axum::Router::new()
         .fallback(dispatch)
         .layer(axum::middleware::from_fn_with_state(
@@ -69,6 +76,30 @@ pub fn router(state: AppState) -> axum::Router {
         ))
         .with_state(state)
         .merge(admin)
+        .merge(log)
+}
+
+/// `GET /kubesim/requests`: the request log as JSON, for processes other than the one
+/// running the server (the binary, scripts).
+async fn request_log(State(state): State<AppState>) -> Response {
+    let records: Vec<Value> = state
+        .recorder
+        .snapshot()
+        .iter()
+        .map(|r| {
+            let millis = r
+                .time
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            serde_json::json!({
+                "verb": r.info.verb, "resource": r.info.resource, "group": r.info.group,
+                "subresource": r.info.subresource, "namespace": r.info.namespace,
+                "name": r.info.name, "path": r.info.path, "userAgent": r.user_agent,
+                "status": r.status, "timeMillis": millis,
+            })
+        })
+        .collect();
+    axum::Json(serde_json::json!({"requests": records})).into_response()
 }
 
 /// Whether a request may be served: without credentials, or with the right token.
