@@ -402,3 +402,82 @@ async fn a_placement_change_while_pending_replaces_the_job() {
     h.slurm.exec(&["scancel", &blocker]);
     h.finish().await;
 }
+
+async fn set_unschedulable(h: &Harness, node: &str, value: bool) {
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(h.client.clone());
+    nodes
+        .patch(node, &PatchParams::default(), &Patch::Merge(json!({"spec": {"unschedulable": value}})))
+        .await
+        .expect("cordoning a node");
+}
+
+/// Nodes Kubernetes would refuse (here: cordoned) are excluded from the job where the REST
+/// API can say so (v0.0.40+); on v0.0.38 an allocation there is cancelled and replaced.
+#[tokio::test]
+async fn a_cordoned_node_never_gets_the_pod() {
+    let h = harness!("cordon");
+    if h.kubelet.is_none() {
+        eprintln!("SKIPPED: cordons nodes, which only the API double may suffer");
+        return;
+    }
+    set_unschedulable(&h, "node-2", true).await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // let the node watch see it
+    let hpc = json!({"metadata": {"annotations": {"sunk.coreweave.com/partition": "hpc-prod"}}});
+    h.create(&h.pod("placed", hpc)).await;
+    if h.slurm.version == "22.05" {
+        // v0.0.38 cannot exclude nodes: the pod must never land on node-2, and an
+        // allocation there is replaced with an event.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            let pod = h.pods().get("placed").await.unwrap();
+            assert_ne!(node_of(&pod).as_deref(), Some("node-2"), "bound to a cordoned node");
+            if node_of(&pod).is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    } else {
+        let (bound, job) = h.wait_bound("placed").await;
+        assert_eq!(node_of(&bound).as_deref(), Some("node-3"));
+        let details = h.slurm_client.get_job(job).await.unwrap();
+        assert!(details.excluded_nodes.iter().any(|n| n.contains("node-2")), "{details:?}");
+    }
+    set_unschedulable(&h, "node-2", false).await;
+    h.finish().await;
+}
+
+/// A Slurm node with no Kubernetes node: the allocation is cancelled and the job submitted
+/// again without it, with an event.
+#[tokio::test]
+async fn an_allocation_on_a_node_kubernetes_does_not_have_is_replaced() {
+    let h = harness!("unmapped");
+    if h.kubelet.is_none() {
+        eprintln!("SKIPPED: deletes a Node, which only the API double may suffer");
+        return;
+    }
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(h.client.clone());
+    // Slurm still has node-2 in hpc-prod; Kubernetes no longer does.
+    nodes.delete("node-2", &Default::default()).await.expect("deleting node-2");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let hpc = json!({"metadata": {"annotations": {"sunk.coreweave.com/partition": "hpc-prod"}}});
+    h.create(&h.pod("mapped", hpc)).await;
+    if h.slurm.version == "22.05" {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            let pod = h.pods().get("mapped").await.unwrap();
+            assert_ne!(node_of(&pod).as_deref(), Some("node-2"), "bound to a missing node");
+            if node_of(&pod).is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    } else {
+        let (bound, _) = h.wait_bound("mapped").await;
+        assert_eq!(node_of(&bound).as_deref(), Some("node-3"));
+    }
+    let events = h.events("mapped").await;
+    if let Some((_, note)) = events.iter().find(|(r, _)| r == "FailedScheduling") {
+        assert!(note.contains("node-2") && note.contains("does not exist"), "{note}");
+    }
+    h.finish().await;
+}
