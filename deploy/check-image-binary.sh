@@ -8,6 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 cargo build --release --locked -p slurm-pod-scheduler
-BIN="${CARGO_TARGET_DIR:-target}/release/slurm-pod-scheduler"
+TARGET="${CARGO_TARGET_DIR:-target}"
+# The Dockerfile's install step, stripped as in the image.
+install -D -s -m 0755 "$TARGET/release/slurm-pod-scheduler" "$TARGET/image/slurm-pod-scheduler"
+BIN=$(readlink -f "$TARGET/image/slurm-pod-scheduler")
 echo "binary: $BIN ($(du -h "$BIN" | cut -f1))" >&2
-SPS_IMAGE_BINARY="$(readlink -f "$BIN")" cargo test -p slurm-pod-scheduler --test deploy image -- --nocapture
+SPS_IMAGE_BINARY="$BIN" cargo test -p slurm-pod-scheduler --test deploy image -- --nocapture

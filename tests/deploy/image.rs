@@ -163,6 +163,11 @@ fn dockerfile_matches_the_deployment_and_the_check_script() {
         script.contains(build),
         "the check script builds another binary"
     );
+    let install = "install -D -s -m 0755";
+    assert!(
+        dockerfile.contains(install) && script.contains(install),
+        "the image and the check script install (strip) the binary alike"
+    );
     let user = dockerfile
         .lines()
         .find_map(|l| l.strip_prefix("USER "))
