@@ -373,3 +373,44 @@ fn policy_is_create_only_and_denies() {
     let condition = &spec.match_conditions.unwrap()[0].expression;
     assert!(condition.contains(&format!("'{name}'")), "{condition}");
 }
+
+/// The example manifests shipped in `deploy/examples/` (their Pods and the pod templates of
+/// their workloads) get the same verdict from the policy as from the scheduler.
+#[test]
+fn examples_get_the_same_verdict() {
+    let Some(policy) = Policy::load("examples_get_the_same_verdict") else {
+        return;
+    };
+    let (kill_wait, offset) = policy.kill_wait();
+    let dir = super::render::repo().join("deploy/examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let doc = <Value as serde::Deserialize>::deserialize(doc).unwrap();
+            let raw = match doc["kind"].as_str() {
+                Some("Pod") => doc.clone(),
+                // Workloads: the pod their controller would create.
+                _ => match doc
+                    .pointer("/spec/template")
+                    .or(doc.pointer("/spec/jobTemplate/spec/template"))
+                {
+                    Some(t) => json!({"apiVersion": "v1", "kind": "Pod",
+                                      "metadata": t["metadata"], "spec": t["spec"]}),
+                    None => continue,
+                },
+            };
+            let object = defaulted(raw);
+            let mut denials = policy.admit(&object).unwrap_or_default();
+            denials.sort();
+            let said = scheduler_says(&object, kill_wait, offset);
+            assert_eq!(denials, said, "{}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} pods in the examples");
+}
