@@ -1,84 +1,6 @@
-//! Every path of a pod's life, one scenario per test, with the actions asserted exactly.
+//! Pods before they are bound: submits, refusals, waiting, placement, binding.
 
 use super::*;
-
-fn t() -> Timing {
-    Timing {
-        kill_wait: Duration::from_secs(30),
-        termination_offset: Duration::from_secs(5),
-        submit_backoff: Duration::from_secs(5),
-        submit_backoff_max: Duration::from_secs(600),
-        stuck_margin: Duration::from_secs(30),
-    }
-}
-
-fn pod() -> PodView {
-    PodView {
-        node: None,
-        phase: PodPhase::Pending,
-        terminating: false,
-        gated: false,
-        grace: Duration::from_secs(3),
-        fingerprint: 1,
-        rejection: None,
-        bound_job: None,
-    }
-}
-
-fn running_on(node: &str) -> PodView {
-    PodView {
-        node: Some(node.into()),
-        phase: PodPhase::Running,
-        ..pod()
-    }
-}
-
-/// A life driven up to `Bound { job: 7, node: node-1 }`, with the clock it used.
-fn bound() -> (PodLife, Instant) {
-    let now = Instant::now();
-    let mut life = PodLife::new();
-    life.observe(Observation::Pod(pod()), now, &t());
-    life.observe(
-        Observation::Submitted(SubmitOutcome::Accepted(7)),
-        now,
-        &t(),
-    );
-    life.observe(
-        Observation::Job(JobView::Running {
-            slurm_node: "node-1".into(),
-        }),
-        now,
-        &t(),
-    );
-    life.observe(
-        Observation::Placed {
-            slurm_node: "node-1".into(),
-            fit: NodeFit::Usable("node-1".into()),
-        },
-        now,
-        &t(),
-    );
-    life.observe(Observation::BindResult(BindOutcome::Bound), now, &t());
-    assert_eq!(
-        life.stage,
-        Stage::Bound {
-            job: 7,
-            node: "node-1".into(),
-            stuck_since: None
-        }
-    );
-    (life, now)
-}
-
-fn reasons(actions: &[Action]) -> Vec<&'static str> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Event { reason, .. } => Some(*reason),
-            _ => None,
-        })
-        .collect()
-}
 
 #[test]
 fn happy_path_submits_binds_and_cancels_when_the_pod_succeeds() {
@@ -497,129 +419,6 @@ fn a_failed_bind_is_retried() {
 }
 
 #[test]
-fn scancel_of_a_running_pod_evicts_it_inside_killwait() {
-    let (mut life, now) = bound();
-    let ended = JobView::Ended {
-        state: "CANCELLED".into(),
-        reason: "None".into(),
-    };
-    let a = life.observe(Observation::Job(ended), now, &t());
-    assert_eq!(reasons(&a), vec!["SlurmJobEnded"]);
-    assert!(a.contains(&Action::Evict {
-        job: 7,
-        grace: Duration::from_secs(3)
-    }));
-    assert!(a.contains(&Action::WakeAt(now + Duration::from_secs(30))));
-
-    // The pod goes in time: the job is cancelled (freeing the allocation at once).
-    let a = life.observe(Observation::PodGone, now + Duration::from_secs(4), &t());
-    assert_eq!(
-        a,
-        vec![Action::Cancel {
-            job: 7,
-            reason: CancelReason::PodEnded
-        }]
-    );
-    // The deadline passing later does nothing.
-    assert!(life
-        .observe(Observation::Tick, now + Duration::from_secs(31), &t())
-        .is_empty());
-}
-
-#[test]
-fn eviction_grace_stays_inside_the_killwait_window() {
-    let (mut life, now) = bound();
-    life.observe(
-        Observation::Pod(PodView {
-            grace: Duration::from_secs(60),
-            ..running_on("node-1")
-        }),
-        now,
-        &t(),
-    );
-    let a = life.observe(Observation::Job(JobView::Gone), now, &t());
-    assert!(a.contains(&Action::Evict {
-        job: 7,
-        grace: Duration::from_secs(24)
-    }));
-}
-
-#[test]
-fn a_pod_outliving_killwait_is_force_deleted_once() {
-    let (mut life, now) = bound();
-    let ended = JobView::Ended {
-        state: "TIMEOUT".into(),
-        reason: "TimeLimit".into(),
-    };
-    life.observe(Observation::Job(ended), now, &t());
-    assert!(life
-        .observe(Observation::Tick, now + Duration::from_secs(29), &t())
-        .is_empty());
-    let a = life.observe(Observation::Tick, now + Duration::from_secs(30), &t());
-    assert_eq!(a[0], Action::ForceDelete { job: 7 });
-    assert_eq!(reasons(&a), vec!["KillWaitOverrun"]);
-    assert!(life
-        .observe(Observation::Tick, now + Duration::from_secs(40), &t())
-        .is_empty());
-}
-
-#[test]
-fn a_terminating_pod_on_a_ready_node_keeps_its_job_until_it_is_gone() {
-    let (mut life, now) = bound();
-    let terminating = PodView {
-        terminating: true,
-        ..running_on("node-1")
-    };
-    assert!(life
-        .observe(Observation::Pod(terminating), now, &t())
-        .is_empty());
-    assert!(life
-        .observe(Observation::Node(NodeHealth::Ready), now, &t())
-        .is_empty());
-    assert!(life
-        .observe(Observation::Tick, now + Duration::from_secs(3600), &t())
-        .is_empty());
-    let a = life.observe(Observation::PodGone, now, &t());
-    assert_eq!(
-        a,
-        vec![Action::Cancel {
-            job: 7,
-            reason: CancelReason::PodEnded
-        }]
-    );
-}
-
-#[test]
-fn a_pod_stuck_terminating_on_a_dead_node_releases_its_job_after_grace_and_margin() {
-    let (mut life, now) = bound();
-    let terminating = PodView {
-        terminating: true,
-        ..running_on("node-1")
-    };
-    life.observe(Observation::Pod(terminating), now, &t());
-    let a = life.observe(Observation::Node(NodeHealth::Dead), now, &t());
-    assert_eq!(a, vec![Action::WakeAt(now + Duration::from_secs(33))]);
-    assert!(life
-        .observe(Observation::Tick, now + Duration::from_secs(32), &t())
-        .is_empty());
-    let a = life.observe(Observation::Tick, now + Duration::from_secs(33), &t());
-    assert!(a.contains(&Action::Cancel {
-        job: 7,
-        reason: CancelReason::StuckOnDeadNode
-    }));
-}
-
-#[test]
-fn a_node_that_recovers_stops_the_stuck_clock() {
-    let (mut life, now) = bound();
-    life.observe(Observation::Node(NodeHealth::Dead), now, &t());
-    life.observe(Observation::Node(NodeHealth::Ready), now, &t());
-    assert!(life
-        .observe(Observation::Tick, now + Duration::from_secs(100), &t())
-        .is_empty());
-}
-
-#[test]
 fn an_unusable_node_is_excluded_and_the_job_replaced() {
     let now = Instant::now();
     let mut life = PodLife::new();
@@ -742,21 +541,17 @@ fn a_change_during_the_submit_replaces_the_job_when_it_is_accepted() {
 }
 
 #[test]
-fn a_change_after_binding_is_ignored_with_one_event() {
-    let (mut life, now) = bound();
-    let changed = PodView { fingerprint: 9, ..running_on("node-1") };
-    let a = life.observe(Observation::Pod(changed.clone()), now, &t());
-    assert_eq!(reasons(&a), vec!["PlacementChangeIgnored"]);
-    assert!(!a.iter().any(|a| matches!(a, Action::Cancel { .. } | Action::Submit { .. })));
-    assert!(life.observe(Observation::Pod(changed), now, &t()).is_empty(), "said once");
-}
-
-#[test]
 fn a_pod_resumed_after_a_restart_reports_no_change() {
     let now = Instant::now();
     let mut life = PodLife::new();
-    let p = PodView { bound_job: Some(11), fingerprint: 5, ..running_on("node-2") };
-    assert!(life.observe(Observation::Pod(p.clone()), now, &t()).is_empty());
+    let p = PodView {
+        bound_job: Some(11),
+        fingerprint: 5,
+        ..running_on("node-2")
+    };
+    assert!(life
+        .observe(Observation::Pod(p.clone()), now, &t())
+        .is_empty());
     assert!(life.observe(Observation::Pod(p), now, &t()).is_empty());
 }
 
@@ -799,62 +594,6 @@ fn a_job_ended_before_binding_is_replaced() {
     let a = life.observe(Observation::Job(ended), now, &t());
     assert_eq!(reasons(&a), vec!["SlurmJobEnded"]);
     assert_eq!(a.last(), Some(&Action::Submit { exclude: vec![] }));
-}
-
-#[test]
-fn a_cancel_that_did_not_take_is_repeated_while_the_job_runs() {
-    let (mut life, now) = bound();
-    life.observe(Observation::PodGone, now, &t());
-    let a = life.observe(
-        Observation::Job(JobView::Running {
-            slurm_node: "node-1".into(),
-        }),
-        now,
-        &t(),
-    );
-    assert_eq!(
-        a,
-        vec![Action::Cancel {
-            job: 7,
-            reason: CancelReason::PodEnded
-        }]
-    );
-}
-
-#[test]
-fn nothing_happens_to_a_bound_pod_without_news() {
-    // "Unknown is not gone": the runtime sends no job view when Slurm did not answer, and
-    // time alone never deletes a pod or cancels a job.
-    let (mut life, now) = bound();
-    assert!(life
-        .observe(Observation::Tick, now + Duration::from_secs(86_400), &t())
-        .is_empty());
-    let a = life.observe(
-        Observation::Job(JobView::Running {
-            slurm_node: "node-1".into(),
-        }),
-        now,
-        &t(),
-    );
-    assert!(a.is_empty());
-}
-
-#[test]
-fn a_pod_that_stops_while_being_evicted_releases_the_job() {
-    let (mut life, now) = bound();
-    life.observe(Observation::Job(JobView::Gone), now, &t());
-    let done = PodView {
-        phase: PodPhase::Failed,
-        ..running_on("node-1")
-    };
-    let a = life.observe(Observation::Pod(done), now, &t());
-    assert_eq!(
-        a,
-        vec![Action::Cancel {
-            job: 7,
-            reason: CancelReason::PodEnded
-        }]
-    );
 }
 
 #[test]
@@ -906,19 +645,6 @@ fn repeated_unusable_placements_back_off() {
             );
         }
     }
-}
-
-/// A life whose job is queued as job 7.
-fn queued() -> (PodLife, Instant) {
-    let now = Instant::now();
-    let mut life = PodLife::new();
-    life.observe(Observation::Pod(pod()), now, &t());
-    life.observe(
-        Observation::Submitted(SubmitOutcome::Accepted(7)),
-        now,
-        &t(),
-    );
-    (life, now)
 }
 
 #[test]
@@ -983,35 +709,4 @@ fn bound_by_someone_else_to_another_node_cancels_the_job_when_slurm_allocates() 
     assert!(!a
         .iter()
         .any(|a| matches!(a, Action::Bind { .. } | Action::Submit { .. })));
-}
-
-#[test]
-fn waiting_pods_are_told_when_slurm_is_unreachable_and_nothing_else_happens() {
-    let (mut life, now) = queued();
-    let a = life.observe(
-        Observation::SlurmUnreachable("connection refused".into()),
-        now,
-        &t(),
-    );
-    assert_eq!(
-        a,
-        vec![Action::Condition {
-            reason: "Unschedulable",
-            message: "Slurm is unreachable, so the pod waits: connection refused".into()
-        }]
-    );
-    assert_eq!(life.stage, Stage::Queued { job: 7 });
-    // Back: the next pending view rewrites the condition.
-    let a = life.observe(
-        Observation::Job(JobView::Pending {
-            reason: "Priority".into(),
-        }),
-        now,
-        &t(),
-    );
-    assert_eq!(a.len(), 1);
-
-    let (mut bound_life, now) = bound();
-    let a = bound_life.observe(Observation::SlurmUnreachable("timeout".into()), now, &t());
-    assert!(a.is_empty(), "a running pod's condition is not touched");
 }
