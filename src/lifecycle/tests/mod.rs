@@ -1,5 +1,6 @@
 //! Every path of a pod's life, one scenario per test, with the actions asserted exactly.
 
+mod binding;
 mod placing;
 mod running;
 
