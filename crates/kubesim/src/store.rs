@@ -212,7 +212,8 @@ pub struct Page {
     pub items: Vec<Arc<Value>>,
     /// Key of the last item returned, when more items remain.
     pub next_key: Option<String>,
-    /// How many matching items remain after this page.
+    /// How many matching items remain after this page (counted only when asked; at least
+    /// 1 when `next_key` is set).
     pub remaining: usize,
 }
 
@@ -280,6 +281,7 @@ impl Store {
         prefix: &str,
         start: Option<&str>,
         limit: Option<usize>,
+        count_remaining: bool,
         filter: impl Fn(&Value) -> bool,
     ) -> Page {
         let inner = self.lock();
@@ -293,6 +295,11 @@ impl Store {
         let mut remaining = 0;
         for (k, v) in data.objects.range((lower, Bound::Unbounded)) {
             if !k.starts_with(prefix) {
+                break;
+            }
+            if next_key.is_some() && !count_remaining {
+                // Counting the rest means walking (and filtering) every later object
+                // under the store lock, for each page: only done when it is reported.
                 break;
             }
             if !filter(v) {
@@ -595,11 +602,14 @@ mod tests {
                 })
                 .unwrap();
         }
-        let p1 = store.list(Table::Pods, "ns/", None, Some(1), |_| true);
+        let p1 = store.list(Table::Pods, "ns/", None, Some(1), true, |_| true);
         assert_eq!(p1.items.len(), 1);
         assert_eq!(p1.remaining, 2);
         let next = p1.next_key.unwrap();
-        let p2 = store.list(Table::Pods, "ns/", Some(&next), Some(5), |_| true);
+        // Not counting the rest still says that there is more.
+        let uncounted = store.list(Table::Pods, "ns/", None, Some(1), false, |_| true);
+        assert_eq!(uncounted.next_key.as_deref(), Some(next.as_str()));
+        let p2 = store.list(Table::Pods, "ns/", Some(&next), Some(5), true, |_| true);
         assert_eq!(p2.items.len(), 2);
         assert!(p2.next_key.is_none());
     }

@@ -37,7 +37,7 @@ pub(crate) fn delete(req: ApiRequest<'_>) -> ApiResult<Response> {
     // included, as if their owners were done), then the namespace.
     let prefix = format!("{name}/");
     for table in [Table::Pods, Table::Leases, Table::Events] {
-        let page = store.list(table, &prefix, None, None, |_| true);
+        let page = store.list(table, &prefix, None, None, false, |_| true);
         for item in page.items {
             let key = key(Some(&name), meta::name(&item));
             // Something else may have removed it meanwhile: nothing left to do then.

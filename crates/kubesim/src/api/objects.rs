@@ -211,9 +211,15 @@ pub(crate) fn list(req: ApiRequest<'_>) -> ApiResult<Response> {
         }
         None => (None, None),
     };
-    let page = store.list(table, &prefix, start.as_deref(), limit, |o| {
-        filter.matches(o)
-    });
+    // kube-apiserver reports remainingItemCount only for unfiltered lists.
+    let page = store.list(
+        table,
+        &prefix,
+        start.as_deref(),
+        limit,
+        filter.is_empty(),
+        |o| filter.matches(o),
+    );
     // A continued list reports the version of its first page. A list served from the
     // watch cache (a version given, not read from storage) reports the cache's version:
     // the newest event of this resource, not the global counter.
@@ -584,7 +590,7 @@ pub(crate) fn delete_collection(req: ApiRequest<'_>) -> ApiResult<Response> {
     let page = req
         .state
         .store
-        .list(resource.table(), &prefix(&req), None, None, |o| {
+        .list(resource.table(), &prefix(&req), None, None, false, |o| {
             filter.matches(o)
         });
     for item in &page.items {
