@@ -481,3 +481,44 @@ async fn an_allocation_on_a_node_kubernetes_does_not_have_is_replaced() {
     }
     h.finish().await;
 }
+
+/// The binary itself, wired from flags and environment as an operator runs it.
+#[tokio::test]
+async fn the_binary_places_a_pod_when_run_from_flags_and_environment() {
+    let h = harness!("binary");
+    let Some(server) = h.kubesim.as_ref() else {
+        eprintln!("SKIPPED: writes a kubeconfig for kubesim");
+        return;
+    };
+    let dir = std::env::temp_dir().join(support::unique("sps-binary"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, &h.slurm.token).unwrap();
+    // A second scheduler name, so the harness's in-process scheduler leaves the pod alone.
+    let name = support::unique("sps-bin");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_slurm-pod-scheduler"))
+        .args(["run", "--slurm-url", &h.slurm.url, "--listen", "127.0.0.1:0"])
+        .args(["--slurm-token-file", token.to_str().unwrap()])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("SPS_SCHEDULER_NAME", &name)
+        .env("SPS_SLURM_KILL_WAIT", format!("{}s", h.slurm.kill_wait.as_secs()))
+        .env("SPS_NAMESPACES", &h.ns)
+        .env("SPS_SLURM_USER", &h.slurm.user)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting the binary");
+    let pod = h.pod("from-binary", json!({"spec": {"schedulerName": name}}));
+    h.create(&pod).await;
+    let (bound, job) = h.wait_bound("from-binary").await;
+    assert!(node_of(&bound).is_some());
+    let details = h.slurm_client.get_job(job).await.unwrap();
+    assert!(details.comment.contains(&format!("scheduler={name}")), "{}", details.comment);
+    h.delete("from-binary").await;
+    h.wait_gone("from-binary").await;
+    h.wait_job(job, "release", |j| j.is_none_or(|j| !j.status.state.holds_allocation())).await;
+    child.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    h.finish().await;
+}
