@@ -306,8 +306,11 @@ impl Faults {
 
     /// Remove every rule and stop refusing connections.
     pub fn clear(&self) {
-        self.lock().clear();
+        // The flag changes under the lock, so a rule added meanwhile keeps it set.
+        let mut rules = self.lock();
+        rules.clear();
         self.any_rules.store(false, Ordering::SeqCst);
+        drop(rules);
         self.refuse_until_ms.store(0, Ordering::SeqCst);
     }
 
