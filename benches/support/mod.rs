@@ -1,0 +1,8 @@
+//! The pod-churn benchmark's parts: the Slurm cluster, the load and its measurements, the
+//! baseline loop, process statistics, and the state-size measurement.
+
+pub mod baseline;
+pub mod cluster;
+pub mod driver;
+pub mod procstat;
+pub mod state_size;
