@@ -12,7 +12,7 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -331,8 +331,8 @@ impl Proc {
         args: &Args,
         slurm: &SlurmEnv,
         name: &str,
-        kubeconfig: &PathBuf,
-        dir: &std::path::Path,
+        kubeconfig: &Path,
+        dir: &Path,
     ) -> anyhow::Result<Self> {
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let log = std::fs::File::create(dir.join("scheduler.log"))?;
@@ -367,8 +367,8 @@ impl Proc {
         args: &Args,
         slurm: &SlurmEnv,
         name: &str,
-        kubeconfig: &PathBuf,
-        dir: &std::path::Path,
+        kubeconfig: &Path,
+        dir: &Path,
     ) -> anyhow::Result<Self> {
         let log = std::fs::File::create(dir.join("baseline.log"))?;
         let mut child = Command::new(std::env::current_exe()?)

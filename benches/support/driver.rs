@@ -149,38 +149,40 @@ pub async fn run(
     }
     watch.abort();
 
-    let s = seen.lock().unwrap();
-    let mut out = Outcome {
-        created: s.created.len(),
-        bound: s.bound.len(),
-        ..Default::default()
-    };
-    for (name, bound) in &s.bound {
-        if let Some(created) = s.created.get(name) {
-            out.bind_ms
-                .push(bound.saturating_duration_since(*created).as_secs_f64() * 1000.0);
-        }
-    }
-    if let (Some(first), Some(last)) = (s.created.values().min(), s.bound.values().max()) {
-        let span = last.saturating_duration_since(*first).as_secs_f64();
-        out.pods_per_second = if span > 0.0 {
-            s.bound.len() as f64 / span
-        } else {
-            0.0
+    let mut out = {
+        let s = seen.lock().unwrap();
+        let mut out = Outcome {
+            created: s.created.len(),
+            bound: s.bound.len(),
+            ..Default::default()
         };
-    }
-    for (name, sent) in &s.cancel_sent {
-        if let Some(gone) = s.gone.get(name) {
-            out.delete_ms
-                .push(gone.saturating_duration_since(*sent).as_secs_f64() * 1000.0);
+        for (name, bound) in &s.bound {
+            if let Some(created) = s.created.get(name) {
+                out.bind_ms
+                    .push(bound.saturating_duration_since(*created).as_secs_f64() * 1000.0);
+            }
         }
-    }
-    out.cancelled = s.cancel_sent.len();
-    let mut stuck = pending(&s);
-    stuck.sort();
-    out.pods_stuck = stuck.len();
-    out.stuck_names = stuck.into_iter().take(10).collect();
-    drop(s);
+        if let (Some(first), Some(last)) = (s.created.values().min(), s.bound.values().max()) {
+            let span = last.saturating_duration_since(*first).as_secs_f64();
+            out.pods_per_second = if span > 0.0 {
+                s.bound.len() as f64 / span
+            } else {
+                0.0
+            };
+        }
+        for (name, sent) in &s.cancel_sent {
+            if let Some(gone) = s.gone.get(name) {
+                out.delete_ms
+                    .push(gone.saturating_duration_since(*sent).as_secs_f64() * 1000.0);
+            }
+        }
+        out.cancelled = s.cancel_sent.len();
+        let mut stuck = pending(&s);
+        stuck.sort();
+        out.pods_stuck = stuck.len();
+        out.stuck_names = stuck.into_iter().take(10).collect();
+        out
+    };
 
     // Jobs left: none may outlive its pod. Ended jobs stay listed for MinJobAge; only jobs
     // that are pending, running or still completing count.
