@@ -271,7 +271,7 @@ async fn churn(args: &Args, slurm: &SlurmEnv) -> anyhow::Result<(Figures, Figure
         let cpu = cpu_ms(pid).unwrap_or(f64::NAN) - cpu_start;
         let span_s = started.elapsed().as_secs_f64();
         let rss = peak_rss_mib(pid).unwrap_or(f64::NAN);
-        let slurm_requests = proc.stop_and_count()?;
+        let slurm_requests = proc.stop_and_count(&dir)?;
         let agent = if side == "scheduler" {
             "slurm-pod-scheduler/"
         } else {
@@ -308,6 +308,7 @@ async fn churn(args: &Args, slurm: &SlurmEnv) -> anyhow::Result<(Figures, Figure
             span_s,
         });
     }
+    eprintln!("logs and the scheduler's last /metrics: {}", dir.display());
     let base = figures.pop().expect("two sides");
     let sched = figures.pop().expect("two sides");
     server.shutdown().await;
@@ -427,9 +428,11 @@ impl Proc {
     }
 
     /// End the process; its Slurm request count (from `/metrics`, or the baseline's own).
-    fn stop_and_count(mut self) -> anyhow::Result<f64> {
+    /// The scheduler's last `/metrics` is kept in `dir` for a closer look.
+    fn stop_and_count(mut self, dir: &Path) -> anyhow::Result<f64> {
         let count = if let Some(addr) = self.metrics {
             let (_, body) = http_get(addr, "/metrics")?;
+            let _ = std::fs::write(dir.join("scheduler-metrics.txt"), &body);
             let _ = self.child.kill();
             metric_sum(&body, "slurm_pod_scheduler_slurm_requests_total")
         } else {
