@@ -117,6 +117,9 @@ pub async fn run(args: BaselineArgs) -> anyhow::Result<()> {
         .default_backoff()
         .boxed();
     let mut tick = tokio::time::interval(args.poll_interval);
+    // A poll that outlasts the interval delays the next one, as the scheduler's poller does,
+    // rather than firing the missed ticks back to back.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut cursor = PollCursor::default();
     let mut polling = false;
     let mut state: HashMap<String, Entry> = HashMap::new();
