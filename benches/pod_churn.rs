@@ -72,7 +72,7 @@ struct Args {
     /// Tiny run on a cluster of its own; checks only that nothing leaks.
     #[arg(long)]
     smoke: bool,
-    /// Passed by `cargo bench`; ignored.
+    /// Passed by `cargo bench`; without it (under `cargo test`) nothing runs.
     #[arg(long, hide = true)]
     bench: bool,
 
@@ -157,6 +157,12 @@ fn round(x: f64, digits: i32) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // `cargo test --benches` (or `--all-targets`) runs this binary without `--bench`: the
+    // benchmark needs root and starts a Slurm cluster, so a test run does nothing.
+    if !args.bench && !args.baseline {
+        println!("pod_churn: run it with `cargo bench --bench pod_churn`; nothing to do here");
+        return Ok(());
+    }
     let rt = tokio::runtime::Runtime::new()?;
     if args.baseline {
         return rt.block_on(baseline::run(BaselineArgs {
