@@ -73,6 +73,7 @@ pub type SharedSlurm = Arc<RwLock<Option<Arc<SlurmClient>>>>;
 #[derive(Clone)]
 pub struct Executor {
     inner: Arc<Inner>,
+    conditions: Arc<Vec<ConditionQueue>>,
 }
 
 struct Inner {
@@ -98,25 +99,62 @@ impl Executor {
         instance: String,
     ) -> Self {
         let events = EventPublisher::new(kube.clone(), instance);
-        Self {
-            inner: Arc::new(Inner {
-                kube,
-                slurm,
-                events,
-                metrics,
-                inputs,
-                limiter,
-                slurm_slots: Semaphore::new(16),
-                job_annotation,
-            }),
-        }
+        let inner = Arc::new(Inner {
+            kube,
+            slurm,
+            events,
+            metrics,
+            inputs,
+            limiter,
+            slurm_slots: Semaphore::new(16),
+            job_annotation,
+        });
+        let conditions = Arc::new(condition_writers(&inner));
+        Self { inner, conditions }
     }
 
     pub fn run(&self, effect: Effect) {
+        if let Effect::Condition { pod, .. } = &effect {
+            // Condition writes of one pod must land in the order they were decided (a
+            // later "pending" must not be overtaken by an earlier "unreachable"): each pod
+            // always goes to the same sequential writer.
+            let shard = shard_of(&pod.uid, self.conditions.len());
+            let _ = self.conditions[shard].send((effect, tracing::Span::current()));
+            return;
+        }
         let inner = self.inner.clone();
         let span = tracing::Span::current();
         tokio::spawn(async move { inner.perform(effect).await }.instrument(span));
     }
+}
+
+/// Sequential writers of `PodScheduled` conditions.
+const CONDITION_WRITERS: usize = 8;
+
+fn shard_of(uid: &str, shards: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    uid.hash(&mut h);
+    (h.finish() % shards as u64) as usize
+}
+
+type ConditionQueue = mpsc::UnboundedSender<(Effect, tracing::Span)>;
+
+fn condition_writers(inner: &Arc<Inner>) -> Vec<ConditionQueue> {
+    (0..CONDITION_WRITERS)
+        .map(|_| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<(Effect, tracing::Span)>();
+            // Holds only a weak reference: the writers end when the executor is dropped.
+            let inner = Arc::downgrade(inner);
+            tokio::spawn(async move {
+                while let Some((effect, span)) = rx.recv().await {
+                    let Some(inner) = inner.upgrade() else { return };
+                    inner.perform(effect).instrument(span).await;
+                }
+            });
+            tx
+        })
+        .collect()
 }
 
 impl Inner {

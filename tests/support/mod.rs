@@ -52,7 +52,9 @@ impl SlurmEnv {
             return None;
         };
         let list = |k: &str| -> Vec<String> {
-            var(k).map(|v| v.split(',').map(str::to_string).collect()).unwrap_or_default()
+            var(k)
+                .map(|v| v.split(',').map(str::to_string).collect())
+                .unwrap_or_default()
         };
         Some(Self {
             url,
@@ -61,7 +63,9 @@ impl SlurmEnv {
             state_dir: var("SLURM_CLUSTER_STATE_DIR").expect("SLURM_CLUSTER_STATE_DIR"),
             version: var("SLURM_VERSION").unwrap_or_default(),
             kill_wait: Duration::from_secs(
-                var("SLURM_KILL_WAIT").and_then(|v| v.parse().ok()).unwrap_or(30),
+                var("SLURM_KILL_WAIT")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(30),
             ),
             nodes: list("SLURM_NODES"),
             gpu_nodes: list("SLURM_GPU_NODES"),
@@ -87,9 +91,15 @@ impl SlurmEnv {
     }
 
     pub async fn client(&self, scheduler: &str) -> SlurmClient {
-        let mut cfg = ClientConfig::new(&self.url, TokenSource::Static(self.token.clone()), scheduler);
+        let mut cfg = ClientConfig::new(
+            &self.url,
+            TokenSource::Static(self.token.clone()),
+            scheduler,
+        );
         cfg.user = self.user.clone();
-        SlurmClient::connect(cfg).await.expect("connecting to slurmrestd")
+        SlurmClient::connect(cfg)
+            .await
+            .expect("connecting to slurmrestd")
     }
 }
 
@@ -118,14 +128,25 @@ pub struct Harness {
 impl Harness {
     /// Start everything; `tweak` adjusts the scheduler's settings. `None`: skipped.
     pub async fn start(name: &str, tweak: impl FnOnce(&mut Settings)) -> Option<Self> {
+        // The scheduler's logs, for a failing test: RUST_LOG=slurm_pod_scheduler=debug.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let slurm = SlurmEnv::from_env()?;
         let (client, kube_config, kubesim, kubelet) = match std::env::var("SPS_TEST_KUBECONFIG") {
             Ok(path) if !path.is_empty() => {
-                let kc = kube::config::Kubeconfig::read_from(path).expect("reading SPS_TEST_KUBECONFIG");
+                let kc =
+                    kube::config::Kubeconfig::read_from(path).expect("reading SPS_TEST_KUBECONFIG");
                 let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
                     .await
                     .expect("kubeconfig");
-                (Client::try_from(cfg.clone()).expect("client"), cfg, None, None)
+                (
+                    Client::try_from(cfg.clone()).expect("client"),
+                    cfg,
+                    None,
+                    None,
+                )
             }
             _ => {
                 let server = kubesim::Server::start(kubesim::Config::default())
@@ -143,7 +164,9 @@ impl Harness {
                     .collect();
                 let mut kc = KubeletConfig::new(nodes);
                 kc.heartbeat = Duration::from_secs(2);
-                let kubelet = KubeletHandle::start(client.clone(), kc).await.expect("kubelet-sim");
+                let kubelet = KubeletHandle::start(client.clone(), kc)
+                    .await
+                    .expect("kubelet-sim");
                 (client, kube_config, Some(server), Some(kubelet))
             }
         };
@@ -151,11 +174,18 @@ impl Harness {
         let scheduler = unique(&format!("sps-{name}"));
         let namespaces: Api<Namespace> = Api::all(client.clone());
         namespaces
-            .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+            )
             .await
             .expect("creating the test namespace");
 
-        let mut cfg = ClientConfig::new(&slurm.url, TokenSource::Static(slurm.token.clone()), &scheduler);
+        let mut cfg = ClientConfig::new(
+            &slurm.url,
+            TokenSource::Static(slurm.token.clone()),
+            &scheduler,
+        );
         cfg.user = slurm.user.clone();
         let mut settings = Settings {
             ctx: slurm_pod_scheduler::translate::TranslateContext {
@@ -206,9 +236,10 @@ impl Harness {
     pub async fn replica(&self, tweak: impl FnOnce(&mut Settings)) -> Running {
         let mut settings = self.settings.clone();
         tweak(&mut settings);
-        run::start(settings, self.kube_config.clone()).await.expect("starting a replica")
+        run::start(settings, self.kube_config.clone())
+            .await
+            .expect("starting a replica")
     }
-
 
     pub fn pods(&self) -> Api<Pod> {
         Api::namespaced(self.client.clone(), &self.ns)
@@ -232,7 +263,10 @@ impl Harness {
     }
 
     pub async fn create(&self, pod: &Pod) -> Pod {
-        self.pods().create(&PostParams::default(), pod).await.expect("creating a pod")
+        self.pods()
+            .create(&PostParams::default(), pod)
+            .await
+            .expect("creating a pod")
     }
 
     /// Wait until the pod satisfies `what`; panics with the last state after the deadline.
@@ -243,21 +277,32 @@ impl Harness {
             if let Some(pod) = pod.as_ref().filter(|p| what(p)) {
                 return pod.clone();
             }
-            assert!(Instant::now() < deadline, "pod {name}: {why} did not happen; last: {pod:#?}");
+            assert!(
+                Instant::now() < deadline,
+                "pod {name}: {why} did not happen; last: {pod:#?}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     pub async fn wait_gone(&self, name: &str) {
         let deadline = Instant::now() + DEADLINE;
-        while self.pods().get_opt(name).await.expect("reading a pod").is_some() {
+        while self
+            .pods()
+            .get_opt(name)
+            .await
+            .expect("reading a pod")
+            .is_some()
+        {
             assert!(Instant::now() < deadline, "pod {name} was not deleted");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     pub async fn wait_bound(&self, name: &str) -> (Pod, u32) {
-        let pod = self.wait_pod(name, "binding", |p| node_of(p).is_some()).await;
+        let pod = self
+            .wait_pod(name, "binding", |p| node_of(p).is_some())
+            .await;
         let job = job_of(&pod).expect("a bound pod carries its job id");
         (pod, job)
     }
@@ -270,7 +315,10 @@ impl Harness {
             if what(job.as_ref()) {
                 return;
             }
-            assert!(Instant::now() < deadline, "job {id}: {why} did not happen; last: {job:#?}");
+            assert!(
+                Instant::now() < deadline,
+                "job {id}: {why} did not happen; last: {job:#?}"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -278,7 +326,10 @@ impl Harness {
     /// Reasons and notes of the events about a pod.
     pub async fn events(&self, pod: &str) -> Vec<(String, String)> {
         let api: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
-        let list = api.list(&ListParams::default()).await.expect("listing events");
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .expect("listing events");
         list.items
             .into_iter()
             .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(pod))
@@ -293,7 +344,10 @@ impl Harness {
             if let Some((_, note)) = events.iter().find(|(r, _)| r == reason) {
                 return note.clone();
             }
-            assert!(Instant::now() < deadline, "no {reason} event for {pod}; events: {events:#?}");
+            assert!(
+                Instant::now() < deadline,
+                "no {reason} event for {pod}; events: {events:#?}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -304,7 +358,11 @@ impl Harness {
 
     /// Our scheduler's live jobs in Slurm.
     pub async fn live_jobs(&self) -> Vec<u32> {
-        let snapshot = self.slurm_client.list_our_jobs().await.expect("listing jobs");
+        let snapshot = self
+            .slurm_client
+            .list_our_jobs()
+            .await
+            .expect("listing jobs");
         snapshot
             .jobs
             .iter()
@@ -325,7 +383,10 @@ impl Harness {
             if live.is_empty() {
                 break;
             }
-            assert!(Instant::now() < deadline, "jobs left in Slurm after the test: {live:?}");
+            assert!(
+                Instant::now() < deadline,
+                "jobs left in Slurm after the test: {live:?}"
+            );
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
@@ -336,15 +397,31 @@ pub fn node_of(pod: &Pod) -> Option<String> {
 }
 
 pub fn job_of(pod: &Pod) -> Option<u32> {
-    pod.metadata.annotations.as_ref()?.get("sunk.coreweave.com/job-id")?.parse().ok()
+    pod.metadata
+        .annotations
+        .as_ref()?
+        .get("sunk.coreweave.com/job-id")?
+        .parse()
+        .ok()
 }
 
-pub fn condition<'a>(pod: &'a Pod, kind: &str) -> Option<&'a k8s_openapi::api::core::v1::PodCondition> {
-    pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == kind)
+pub fn condition<'a>(
+    pod: &'a Pod,
+    kind: &str,
+) -> Option<&'a k8s_openapi::api::core::v1::PodCondition> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == kind)
 }
 
 pub fn phase(pod: &Pod) -> String {
-    pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default()
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_default()
 }
 
 /// Deep-merge `extra` into `base` (objects merge, anything else replaces).
@@ -374,5 +451,10 @@ pub async fn wait_ready(running: &Running) {
 pub async fn jobs_named(h: &Harness, pod: &str) -> Vec<u32> {
     let name = format!("{}/{pod}", h.ns);
     let snapshot = h.slurm_client.list_our_jobs().await.expect("listing jobs");
-    snapshot.jobs.iter().filter(|j| j.name == name).map(|j| j.job_id).collect()
+    snapshot
+        .jobs
+        .iter()
+        .filter(|j| j.name == name)
+        .map(|j| j.job_id)
+        .collect()
 }

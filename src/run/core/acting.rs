@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::{Instant, SystemTime};
 
 use slurm_client::SubmitOptions;
-use tracing::{debug, info, info_span};
+use tracing::{debug, info, info_span, warn};
 
 use super::{Core, Effect};
 use crate::lifecycle::{
@@ -38,7 +38,7 @@ impl Core {
                 t.life = PodLife::new();
                 t.last_job = None;
             }
-            let view = self.pods[&uid].record.view.clone();
+            let view = self.checked(&uid, self.pods[&uid].record.view.clone());
             self.observe(&uid, Observation::Pod(view));
         }
     }
@@ -110,13 +110,22 @@ impl Core {
         let after = std::mem::discriminant(&t.life.stage);
         if before != after {
             debug!(stage = t.life.stage_label(), "stage changed");
+            if matches!(t.life.stage, Stage::Bound { .. }) {
+                // A bound pod's job is never submitted again: keep the state small.
+                t.record.job = None;
+            }
         }
         for action in actions {
             self.act(uid, action);
         }
         // A stage change can make old news relevant (a job that ended while the bind was
-        // in flight): feed the last job view again, once.
-        if before != after && !is_job_news {
+        // in flight): feed the last job view again, once. Not after releasing: the view
+        // predates our own cancel.
+        let releasing = matches!(
+            self.pods.get(uid).map(|t| &t.life.stage),
+            Some(Stage::Releasing { .. })
+        );
+        if before != after && !is_job_news && !releasing {
             let again = self.pods.get(uid).and_then(|t| {
                 let (job, view) = t.last_job.clone()?;
                 (t.life.job() == Some(job)).then_some((job, view))
@@ -137,10 +146,24 @@ impl Core {
         let pod = t.record.pod.clone();
         match action {
             Action::Submit { exclude } => self.submit(uid, exclude),
-            Action::Cancel { job, reason } => self.exec.run(Effect::Cancel {
-                job,
-                label: reason.label(),
-            }),
+            Action::Cancel { job, reason } => {
+                let trusted = self.pods.get(uid).is_some_and(|t| t.own_job == Some(job))
+                    || self.job_owner.get(&job).is_some_and(|owner| owner == uid);
+                if !trusted {
+                    // Never cancel a job Slurm does not list as this pod's: the id may come
+                    // from an annotation anyone with access to the pod could have written.
+                    warn!(
+                        job_id = job,
+                        "not cancelling a job Slurm does not list as this pod's"
+                    );
+                    return;
+                }
+                self.cancelled.insert(job);
+                self.exec.run(Effect::Cancel {
+                    job,
+                    label: reason.label(),
+                })
+            }
             Action::Bind { job, node } => self.exec.run(Effect::Bind { pod, node, job }),
             Action::Evict { job, grace } => self.exec.run(Effect::Evict {
                 pod,
@@ -183,11 +206,11 @@ impl Core {
     pub(super) fn submit(&mut self, uid: &str, exclude: Vec<String>) {
         // A live job for this pod already exists (submitted before a restart or by the
         // previous leader): adopt it instead of submitting a second one.
-        if let Some(existing) = self.jobs_by_uid.get(uid) {
-            let id = existing.job_id;
+        if let Some(&id) = self.jobs_by_uid.get(uid) {
             info!(job_id = id, "adopting the existing job of this pod");
             if let Some(t) = self.pods.get_mut(uid) {
                 t.submitted_at = SystemTime::now();
+                t.own_job = Some(id);
             }
             self.observe(uid, Observation::Submitted(SubmitOutcome::Accepted(id)));
             return;

@@ -17,7 +17,7 @@ use super::exec::{Effect, Executor};
 use super::project::{project, PodRecord};
 use super::Settings;
 use crate::lifecycle::{
-    BindOutcome, JobId, JobView, NodeHealth, Observation, PodLife, SubmitOutcome,
+    BindOutcome, JobId, JobView, NodeHealth, Observation, PodLife, PodView, SubmitOutcome,
 };
 use crate::metrics::Metrics;
 use crate::nodes::fit::NodeFacts;
@@ -73,6 +73,8 @@ struct Tracked {
     /// When the current job was submitted (our clock): a complete list taken later that
     /// lacks it proves it gone.
     submitted_at: SystemTime,
+    /// The job this process submitted or adopted for the pod (trusted without a list).
+    own_job: Option<JobId>,
     /// Which watcher stream reported the pod, for relists.
     stream: usize,
     seen_in_relist: bool,
@@ -82,12 +84,18 @@ pub struct Core {
     settings: Arc<Settings>,
     metrics: Arc<Metrics>,
     exec: Executor,
-    pods: HashMap<String, Tracked>,
+    pods: HashMap<String, Box<Tracked>>,
     nodes: HashMap<String, NodeFacts>,
     map: NodeMap,
     timers: BinaryHeap<Reverse<(Instant, String)>>,
     /// Our live jobs by pod UID from the last snapshot, for adopting a job after a restart.
-    jobs_by_uid: HashMap<String, JobStatus>,
+    jobs_by_uid: HashMap<String, JobId>,
+    /// Jobs we asked Slurm to cancel and it still lists: never adopted again.
+    cancelled: HashSet<JobId>,
+    /// The pod UID in each of our jobs' comment, from the last complete list: a pod's
+    /// `job-id` annotation is only believed when Slurm agrees, since anyone who can write
+    /// a pod can write an annotation.
+    job_owner: HashMap<JobId, String>,
     /// Jobs without a pod, and when they were first seen so.
     orphans: HashMap<JobId, Instant>,
     relisting: HashSet<usize>,
@@ -124,6 +132,8 @@ impl Core {
             map,
             timers: BinaryHeap::new(),
             jobs_by_uid: HashMap::new(),
+            cancelled: HashSet::new(),
+            job_owner: HashMap::new(),
             orphans: HashMap::new(),
             relisting: HashSet::new(),
             pod_streams,
@@ -247,9 +257,10 @@ impl Core {
                 }
             }
             Input::Submitted { uid, outcome } => {
-                if let SubmitOutcome::Accepted(_) = outcome {
+                if let SubmitOutcome::Accepted(id) = outcome {
                     if let Some(t) = self.pods.get_mut(&uid) {
                         t.submitted_at = SystemTime::now();
+                        t.own_job = Some(id);
                     }
                 }
                 self.observe(&uid, Observation::Submitted(outcome));
@@ -276,13 +287,16 @@ impl Core {
         let fresh_warnings = record.warnings.clone();
         let refusal = record.kubelet_refusal.clone();
         let view = record.view.clone();
-        let tracked = self.pods.entry(uid.clone()).or_insert_with(|| Tracked {
-            record: record.clone(),
-            life: PodLife::new(),
-            last_job: None,
-            submitted_at: SystemTime::UNIX_EPOCH,
-            stream,
-            seen_in_relist: true,
+        let tracked = self.pods.entry(uid.clone()).or_insert_with(|| {
+            Box::new(Tracked {
+                record: record.clone(),
+                life: PodLife::new(),
+                last_job: None,
+                submitted_at: SystemTime::UNIX_EPOCH,
+                own_job: None,
+                stream,
+                seen_in_relist: true,
+            })
         });
         tracked.record = record;
         tracked.stream = stream;
@@ -312,6 +326,7 @@ impl Core {
                 Effect::event(&self.pods[&uid].record.pod, true, "KubeletRefused", message),
             );
         }
+        let view = self.checked(&uid, view);
         self.observe(&uid, Observation::Pod(view));
         if let Some(node) = self.pods.get(&uid).and_then(|t| t.record.view.node.clone()) {
             if self.pods[&uid].record.view.terminating {
@@ -319,6 +334,24 @@ impl Core {
                 self.observe(&uid, Observation::Node(health));
             }
         }
+    }
+
+    /// Slurm's word wins over a pod's `job-id` annotation, which anyone who can write the
+    /// pod can write: the job whose comment names this pod replaces the claim, and a claim
+    /// on another pod's job is dropped. A claimed job Slurm does not list at all stays (a
+    /// purged job of ours) but is never cancelled on the annotation's word alone.
+    fn checked(&self, uid: &str, mut view: PodView) -> PodView {
+        let Some(claimed) = view.bound_job else {
+            return view;
+        };
+        if self.job_owner.get(&claimed).map(String::as_str) != Some(uid) {
+            let real = self.jobs_by_uid.get(uid).copied();
+            if real.is_some() || self.job_owner.contains_key(&claimed) {
+                warn!(uid, claimed, real = ?real, "the pod's job-id annotation does not match Slurm's; using Slurm's");
+                view.bound_job = real;
+            }
+        }
+        view
     }
 
     fn on_pod_gone(&mut self, uid: &str) {
@@ -381,11 +414,17 @@ impl Core {
     fn on_jobs(&mut self, snapshot: JobSnapshot) {
         let by_id: HashMap<JobId, &JobStatus> =
             snapshot.jobs.iter().map(|j| (j.job_id, j)).collect();
+        self.cancelled.retain(|id| by_id.contains_key(id));
+        self.job_owner = snapshot
+            .jobs
+            .iter()
+            .filter_map(|j| j.marker.as_ref().map(|m| (j.job_id, m.pod_uid.clone())))
+            .collect();
         self.jobs_by_uid = snapshot
             .jobs
             .iter()
-            .filter(|j| is_live(j))
-            .filter_map(|j| j.marker.as_ref().map(|m| (m.pod_uid.clone(), j.clone())))
+            .filter(|j| is_live(j) && !self.cancelled.contains(&j.job_id))
+            .filter_map(|j| j.marker.as_ref().map(|m| (m.pod_uid.clone(), j.job_id)))
             .collect();
         if !self.acting() {
             return;
@@ -436,6 +475,7 @@ impl Core {
             let since = self.orphans.get(&job.job_id).copied().unwrap_or(now);
             if now.duration_since(since) >= self.settings.orphan_grace {
                 info!(job_id = job.job_id, name = %job.name, "cancelling a job whose pod is gone");
+                self.cancelled.insert(job.job_id);
                 self.exec.run(Effect::Cancel {
                     job: job.job_id,
                     label: "orphan",
