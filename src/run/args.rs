@@ -133,7 +133,27 @@ impl RunArgs {
             .clone()
             .or_else(|| file.slurm_token_file.clone())
         {
-            Some(path) => TokenSource::File(path),
+            Some(path) => {
+                // Checked now so a wrong path stops start-up; rotation re-reads it later.
+                match std::fs::read_to_string(&path) {
+                    Ok(text) if text.trim().is_empty() => {
+                        return Err(invalid(
+                            "slurm-token-file",
+                            format!(
+                                "{} is empty: it must hold the slurmrestd JWT",
+                                path.display()
+                            ),
+                        ))
+                    }
+                    Ok(_) => TokenSource::File(path),
+                    Err(e) => {
+                        return Err(invalid(
+                            "slurm-token-file",
+                            format!("cannot read {}: {e}", path.display()),
+                        ))
+                    }
+                }
+            }
             None => match std::env::var("SLURM_JWT") {
                 Ok(token) if !token.trim().is_empty() => TokenSource::Static(token.trim().into()),
                 _ => {

@@ -117,8 +117,9 @@ async fn start_inner(
         ready_tx,
     )));
 
-    let (metrics_addr, server) =
-        http::serve(settings.listen, metrics.clone(), ready_rx.clone()).await?;
+    let (metrics_addr, server) = http::serve(settings.listen, metrics.clone(), ready_rx.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} (--listen): {e}", settings.listen))?;
     tasks.push(server);
     info!(addr = %metrics_addr, "serving /metrics, /healthz and /readyz");
 
