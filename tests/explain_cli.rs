@@ -551,22 +551,49 @@ spec:
 fn request_output_prints_the_exact_submit_body_per_version() {
     let gpu = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/gpu-pod.yaml");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_slurm-pod-scheduler"))
-        .args(["explain", "-f", gpu, "-o", "request", "--slurm-api-version", "v0.0.42"])
+        .args([
+            "explain",
+            "-f",
+            gpu,
+            "-o",
+            "request",
+            "--slurm-api-version",
+            "v0.0.42",
+        ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON body");
     assert_eq!(body["job"]["name"], "default/gpu-notebook");
     assert_eq!(body["job"]["tres_per_node"], "gres/gpu:1");
-    assert!(body["job"]["environment"].is_array(), "v0.0.42 takes a list");
+    assert!(
+        body["job"]["environment"].is_array(),
+        "v0.0.42 takes a list"
+    );
 
     let old = std::process::Command::new(env!("CARGO_BIN_EXE_slurm-pod-scheduler"))
-        .args(["explain", "-f", gpu, "-o", "request", "--slurm-api-version", "v0.0.38"])
+        .args([
+            "explain",
+            "-f",
+            gpu,
+            "-o",
+            "request",
+            "--slurm-api-version",
+            "v0.0.38",
+        ])
         .output()
         .unwrap();
     let body: serde_json::Value = serde_json::from_slice(&old.stdout).expect("one JSON body");
     assert_eq!(body["job"]["gres"], "gpu:1");
-    assert!(body["job"]["environment"].is_object(), "v0.0.38 takes a map");
+    assert!(
+        body["job"]["environment"].is_object(),
+        "v0.0.38 takes a map"
+    );
 
     let missing = std::process::Command::new(env!("CARGO_BIN_EXE_slurm-pod-scheduler"))
         .args(["explain", "-f", gpu, "-o", "request"])

@@ -434,7 +434,10 @@ async fn a_forged_job_id_annotation_never_cancels_someone_elses_job() {
     // job is gone; either way it goes, and the job must stay.
     let _ = h.pods().delete("prebound", &DeleteParams::default()).await;
     h.wait_gone("prebound").await;
-    assert!(alive(&h, &foreign).await, "the scheduler cancelled someone else's job");
+    assert!(
+        alive(&h, &foreign).await,
+        "the scheduler cancelled someone else's job"
+    );
 
     // Route 2: a pod of ours whose annotation is rewritten, then a restart, then deletion.
     h.create(&h.pod("rewritten", json!({}))).await;

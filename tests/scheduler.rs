@@ -32,8 +32,19 @@ macro_rules! harness {
 /// Occupy `node-0` with a job outside the scheduler; returns its id.
 fn block_solo(h: &Harness) -> String {
     let out = h.slurm.exec(&[
-        "sbatch", "--parsable", "-p", "solo", "--exclusive", "-o", "/dev/null", "-e",
-        "/dev/null", "--chdir", "/tmp", "--wrap", "sleep 600",
+        "sbatch",
+        "--parsable",
+        "-p",
+        "solo",
+        "--exclusive",
+        "-o",
+        "/dev/null",
+        "-e",
+        "/dev/null",
+        "--chdir",
+        "/tmp",
+        "--wrap",
+        "sleep 600",
     ]);
     out.trim().split(';').next().unwrap_or_default().to_string()
 }
@@ -72,12 +83,23 @@ async fn binds_a_pod_where_slurm_allocated_it_and_releases_the_job_when_it_is_de
     let created = h.create(&pod).await;
     let (bound, job) = h.wait_bound("web").await;
     let node = node_of(&bound).unwrap();
-    assert!(["node-2", "node-3"].contains(&node.as_str()), "hpc-prod is the upper half: {node}");
+    assert!(
+        ["node-2", "node-3"].contains(&node.as_str()),
+        "hpc-prod is the upper half: {node}"
+    );
 
-    let details = h.slurm_client.get_job(job).await.expect("the job as Slurm reports it");
+    let details = h
+        .slurm_client
+        .get_job(job)
+        .await
+        .expect("the job as Slurm reports it");
     assert_eq!(details.status.name, format!("{}/web", h.ns));
     assert_eq!(details.partition, "hpc-prod");
-    assert_eq!(details.status.nodes, vec![node.clone()], "the pod is where Slurm put the job");
+    assert_eq!(
+        details.status.nodes,
+        vec![node.clone()],
+        "the pod is where Slurm put the job"
+    );
     let uid = created.metadata.uid.unwrap();
     assert_eq!(
         details.comment,
@@ -89,15 +111,29 @@ async fn binds_a_pod_where_slurm_allocated_it_and_releases_the_job_when_it_is_de
     assert_eq!(details.memory_per_node_mb, Some(100));
 
     let scheduled = h.wait_event("web", "Scheduled").await;
-    assert!(scheduled.contains(&node) && scheduled.contains(&job.to_string()), "{scheduled}");
-    let running = h.wait_pod("web", "running", |p| phase(p) == "Running").await;
-    assert_eq!(condition(&running, "PodScheduled").map(|c| c.status.as_str()), Some("True"));
+    assert!(
+        scheduled.contains(&node) && scheduled.contains(&job.to_string()),
+        "{scheduled}"
+    );
+    let running = h
+        .wait_pod("web", "running", |p| phase(p) == "Running")
+        .await;
+    assert_eq!(
+        condition(&running, "PodScheduled").map(|c| c.status.as_str()),
+        Some("True")
+    );
     let reasons: Vec<String> = h.events("web").await.into_iter().map(|(r, _)| r).collect();
-    assert!(!reasons.iter().any(|r| r == "PlacementChangeIgnored"), "{reasons:?}");
+    assert!(
+        !reasons.iter().any(|r| r == "PlacementChangeIgnored"),
+        "{reasons:?}"
+    );
 
     h.delete("web").await;
     h.wait_gone("web").await;
-    h.wait_job(job, "release", |j| j.is_none_or(|j| !j.status.state.holds_allocation())).await;
+    h.wait_job(job, "release", |j| {
+        j.is_none_or(|j| !j.status.state.holds_allocation())
+    })
+    .await;
     h.finish().await;
 }
 
@@ -118,7 +154,10 @@ async fn a_pod_without_a_memory_request_is_rejected_with_a_condition_and_an_even
     let cond = condition(&rejected, "PodScheduled").unwrap();
     assert_eq!(cond.reason.as_deref(), Some("InvalidPod"));
     let message = cond.message.clone().unwrap_or_default();
-    assert!(message.contains("memory") && message.contains("CPU"), "{message}");
+    assert!(
+        message.contains("memory") && message.contains("CPU"),
+        "{message}"
+    );
     let event = h.wait_event("nomem", "FailedScheduling").await;
     assert_eq!(event, message);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -136,10 +175,15 @@ async fn slurms_refusal_reaches_the_pod_in_slurms_words() {
     h.create(&pod).await;
     let refused = h
         .wait_pod("nopart", "refusal", |p| {
-            condition(p, "PodScheduled").is_some_and(|c| c.reason.as_deref() == Some("SlurmRejected"))
+            condition(p, "PodScheduled")
+                .is_some_and(|c| c.reason.as_deref() == Some("SlurmRejected"))
         })
         .await;
-    let message = condition(&refused, "PodScheduled").unwrap().message.clone().unwrap_or_default();
+    let message = condition(&refused, "PodScheduled")
+        .unwrap()
+        .message
+        .clone()
+        .unwrap_or_default();
     assert!(message.contains("nosuch"), "names the partition: {message}");
     assert!(h.live_jobs().await.is_empty());
     h.finish().await;
@@ -167,8 +211,15 @@ async fn a_pod_deleted_while_its_job_waits_gets_the_job_cancelled_and_is_never_b
 
     h.delete("queued").await;
     h.wait_gone("queued").await;
-    h.wait_job(job, "cancel", |j| j.is_none_or(|j| !j.status.state.is_pending())).await;
-    assert!(!h.events("queued").await.iter().any(|(r, _)| r == "Scheduled"));
+    h.wait_job(job, "cancel", |j| {
+        j.is_none_or(|j| !j.status.state.is_pending())
+    })
+    .await;
+    assert!(!h
+        .events("queued")
+        .await
+        .iter()
+        .any(|(r, _)| r == "Scheduled"));
     h.slurm.exec(&["scancel", &blocker]);
     h.finish().await;
 }
@@ -183,7 +234,8 @@ async fn a_terminating_pod_keeps_its_node_until_it_is_gone() {
         "spec": {"terminationGracePeriodSeconds": 4}});
     h.create(&h.pod("first", solo.clone())).await;
     h.wait_bound("first").await;
-    h.wait_pod("first", "running", |p| phase(p) == "Running").await;
+    h.wait_pod("first", "running", |p| phase(p) == "Running")
+        .await;
 
     h.delete("first").await;
     h.create(&h.pod("second", solo)).await;
@@ -195,7 +247,10 @@ async fn a_terminating_pod_keeps_its_node_until_it_is_gone() {
         if first.is_none() {
             break;
         }
-        assert!(node_of(&second).is_none(), "bound while the first pod still terminates");
+        assert!(
+            node_of(&second).is_none(),
+            "bound while the first pod still terminates"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     h.wait_bound("second").await;
@@ -207,7 +262,8 @@ async fn scancel_of_a_running_pods_job_deletes_the_pod_inside_killwait() {
     let h = harness!("scancel");
     h.create(&h.pod("victim", json!({}))).await;
     let (_, job) = h.wait_bound("victim").await;
-    h.wait_pod("victim", "running", |p| phase(p) == "Running").await;
+    h.wait_pod("victim", "running", |p| phase(p) == "Running")
+        .await;
 
     // Watch the pod to see the DisruptionTarget condition before it disappears.
     let seen = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
@@ -234,11 +290,19 @@ async fn scancel_of_a_running_pods_job_deletes_the_pod_inside_killwait() {
     h.wait_gone("victim").await;
     let took = ended_at.elapsed();
     watcher.abort();
-    assert!(took < h.slurm.kill_wait, "deleted after {took:?}, KillWait is {:?}", h.slurm.kill_wait);
+    assert!(
+        took < h.slurm.kill_wait,
+        "deleted after {took:?}, KillWait is {:?}",
+        h.slurm.kill_wait
+    );
     assert_eq!(seen.lock().unwrap().as_deref(), Some("SlurmJobEnded"));
     let note = h.wait_event("victim", "SlurmJobEnded").await;
     assert!(note.contains(&job.to_string()), "{note}");
-    assert!(!h.events("victim").await.iter().any(|(r, _)| r == "KillWaitOverrun"));
+    assert!(!h
+        .events("victim")
+        .await
+        .iter()
+        .any(|(r, _)| r == "KillWaitOverrun"));
     h.finish().await;
 }
 
@@ -257,15 +321,28 @@ async fn a_pod_bound_by_someone_else_to_slurms_node_keeps_its_job() {
     let _solo = SOLO.lock().await;
     let h = harness!("samenode");
     let blocker = block_solo(&h);
-    h.create(&h.pod("taken", json!({"metadata": {"annotations": {"sunk.coreweave.com/partition": "solo"}}})))
-        .await;
+    h.create(&h.pod(
+        "taken",
+        json!({"metadata": {"annotations": {"sunk.coreweave.com/partition": "solo"}}}),
+    ))
+    .await;
     let job = wait_our_job(&h, "taken").await;
     bind_by_hand(&h, "taken", "node-0").await;
     h.slurm.exec(&["scancel", &blocker]);
-    h.wait_job(job, "allocation", |j| j.is_some_and(|j| j.status.state.holds_allocation())).await;
+    h.wait_job(job, "allocation", |j| {
+        j.is_some_and(|j| j.status.state.holds_allocation())
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(h.live_jobs().await.contains(&job), "the job stays: the pod is on Slurm's node");
-    assert!(!h.events("taken").await.iter().any(|(r, _)| r == "FailedScheduling"));
+    assert!(
+        h.live_jobs().await.contains(&job),
+        "the job stays: the pod is on Slurm's node"
+    );
+    assert!(!h
+        .events("taken")
+        .await
+        .iter()
+        .any(|(r, _)| r == "FailedScheduling"));
     h.finish().await;
 }
 
@@ -274,17 +351,28 @@ async fn a_pod_bound_by_someone_else_to_another_node_loses_its_job_once() {
     let _solo = SOLO.lock().await;
     let h = harness!("othernode");
     let blocker = block_solo(&h);
-    h.create(&h.pod("taken", json!({"metadata": {"annotations": {"sunk.coreweave.com/partition": "solo"}}})))
-        .await;
+    h.create(&h.pod(
+        "taken",
+        json!({"metadata": {"annotations": {"sunk.coreweave.com/partition": "solo"}}}),
+    ))
+    .await;
     let job = wait_our_job(&h, "taken").await;
     bind_by_hand(&h, "taken", "node-1").await;
     h.slurm.exec(&["scancel", &blocker]);
     let note = h.wait_event("taken", "FailedScheduling").await;
-    assert!(note.contains("node-1") && note.contains(&job.to_string()), "{note}");
-    h.wait_job(job, "cancel", |j| j.is_none_or(|j| !j.status.state.holds_allocation() && !j.status.state.is_pending()))
-        .await;
+    assert!(
+        note.contains("node-1") && note.contains(&job.to_string()),
+        "{note}"
+    );
+    h.wait_job(job, "cancel", |j| {
+        j.is_none_or(|j| !j.status.state.holds_allocation() && !j.status.state.is_pending())
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(our_job_named(&h, "taken").await.is_none(), "no new job: no retry loop");
+    assert!(
+        our_job_named(&h, "taken").await.is_none(),
+        "no new job: no retry loop"
+    );
     h.finish().await;
 }
 
@@ -306,7 +394,10 @@ async fn a_gpu_pod_gets_its_gres_and_a_whole_gpu_node() {
     let node = node_of(&bound).unwrap();
     assert!(h.slurm.gpu_nodes.contains(&node), "{node} has no GPUs");
     let details = h.slurm_client.get_job(job).await.unwrap();
-    assert!(details.tres_per_node.contains("gpu:1") || details.tres_alloc.contains("gpu"), "{details:?}");
+    assert!(
+        details.tres_per_node.contains("gpu:1") || details.tres_alloc.contains("gpu"),
+        "{details:?}"
+    );
     assert_eq!(details.exclusivity, Some(slurm_client::Exclusivity::None));
     h.finish().await;
 }
@@ -314,12 +405,22 @@ async fn a_gpu_pod_gets_its_gres_and_a_whole_gpu_node() {
 #[tokio::test]
 async fn scheduling_gates_hold_the_submit_until_they_are_removed() {
     let h = harness!("gated");
-    h.create(&h.pod("gated", json!({"spec": {"schedulingGates": [{"name": "example.com/wait"}]}})))
-        .await;
+    h.create(&h.pod(
+        "gated",
+        json!({"spec": {"schedulingGates": [{"name": "example.com/wait"}]}}),
+    ))
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(our_job_named(&h, "gated").await.is_none(), "no job while gated");
+    assert!(
+        our_job_named(&h, "gated").await.is_none(),
+        "no job while gated"
+    );
     h.pods()
-        .patch("gated", &PatchParams::default(), &Patch::Merge(json!({"spec": {"schedulingGates": null}})))
+        .patch(
+            "gated",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"schedulingGates": null}})),
+        )
         .await
         .expect("removing the gate");
     h.wait_bound("gated").await;
@@ -333,27 +434,48 @@ async fn a_pod_the_kubelet_refuses_releases_its_job_with_an_event() {
         eprintln!("SKIPPED: needs the kubelet simulator");
         return;
     }
-    h.create(&h.pod("greedy", json!({"metadata": {"annotations": {"kubelet-sim/refuse": "OutOfcpu"}}})))
-        .await;
+    h.create(&h.pod(
+        "greedy",
+        json!({"metadata": {"annotations": {"kubelet-sim/refuse": "OutOfcpu"}}}),
+    ))
+    .await;
     let (_, job) = h.wait_bound("greedy").await;
-    h.wait_pod("greedy", "failure", |p| phase(p) == "Failed").await;
+    h.wait_pod("greedy", "failure", |p| phase(p) == "Failed")
+        .await;
     let note = h.wait_event("greedy", "KubeletRefused").await;
-    assert!(note.contains("OutOfcpu") && note.contains("operator guide"), "{note}");
-    h.wait_job(job, "release", |j| j.is_none_or(|j| !j.status.state.holds_allocation())).await;
+    assert!(
+        note.contains("OutOfcpu") && note.contains("operator guide"),
+        "{note}"
+    );
+    h.wait_job(job, "release", |j| {
+        j.is_none_or(|j| !j.status.state.holds_allocation())
+    })
+    .await;
     h.finish().await;
 }
 
 #[tokio::test]
 async fn a_pod_that_finishes_releases_its_job() {
     let h = harness!("finishes");
-    h.create(&h.pod("short", json!({"metadata": {"annotations": {"kubelet-sim/lifetime": "2s"}}})))
-        .await;
+    h.create(&h.pod(
+        "short",
+        json!({"metadata": {"annotations": {"kubelet-sim/lifetime": "2s"}}}),
+    ))
+    .await;
     let (_, job) = h.wait_bound("short").await;
     if h.kubelet.is_some() {
-        h.wait_pod("short", "success", |p| phase(p) == "Succeeded").await;
-        h.wait_job(job, "release", |j| j.is_none_or(|j| !j.status.state.holds_allocation())).await;
+        h.wait_pod("short", "success", |p| phase(p) == "Succeeded")
+            .await;
+        h.wait_job(job, "release", |j| {
+            j.is_none_or(|j| !j.status.state.holds_allocation())
+        })
+        .await;
         let pod: Pod = h.pods().get("short").await.unwrap();
-        assert_eq!(job_of(&pod), Some(job), "a finished pod stays, with its job id");
+        assert_eq!(
+            job_of(&pod),
+            Some(job),
+            "a finished pod stays, with its job id"
+        );
     }
     h.finish().await;
 }
@@ -367,14 +489,21 @@ async fn a_pod_stuck_terminating_on_a_dead_node_releases_its_job_after_grace_and
     };
     h.create(&h.pod("stuck", json!({}))).await;
     let (bound, job) = h.wait_bound("stuck").await;
-    h.wait_pod("stuck", "running", |p| phase(p) == "Running").await;
+    h.wait_pod("stuck", "running", |p| phase(p) == "Running")
+        .await;
     let node = node_of(&bound).unwrap();
     kubelet.set_dead(&node, true).await.unwrap();
     h.delete("stuck").await;
     let note = h.wait_event("stuck", "SlurmJobReleased").await;
     assert!(note.contains(&job.to_string()), "{note}");
-    h.wait_job(job, "release", |j| j.is_none_or(|j| !j.status.state.holds_allocation())).await;
-    assert!(h.pods().get_opt("stuck").await.unwrap().is_some(), "the pod itself stays stuck");
+    h.wait_job(job, "release", |j| {
+        j.is_none_or(|j| !j.status.state.holds_allocation())
+    })
+    .await;
+    assert!(
+        h.pods().get_opt("stuck").await.unwrap().is_some(),
+        "the pod itself stays stuck"
+    );
     kubelet.set_dead(&node, false).await.unwrap();
     h.finish().await;
 }
@@ -384,21 +513,32 @@ async fn a_placement_change_while_pending_replaces_the_job() {
     let _solo = SOLO.lock().await;
     let h = harness!("change");
     let blocker = block_solo(&h);
-    h.create(&h.pod("mover", json!({"metadata": {"annotations": {"sunk.coreweave.com/partition": "solo"}}})))
-        .await;
+    h.create(&h.pod(
+        "mover",
+        json!({"metadata": {"annotations": {"sunk.coreweave.com/partition": "solo"}}}),
+    ))
+    .await;
     let first = wait_our_job(&h, "mover").await;
     h.pods()
         .patch(
             "mover",
             &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"sunk.coreweave.com/partition": "batch"}}})),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"sunk.coreweave.com/partition": "batch"}}}),
+            ),
         )
         .await
         .unwrap();
     let (_, job) = h.wait_bound("mover").await;
     assert_ne!(job, first, "a new job carries the new partition");
-    assert_eq!(h.slurm_client.get_job(job).await.unwrap().partition, "batch");
-    h.wait_job(first, "cancel", |j| j.is_none_or(|j| !j.status.state.is_pending())).await;
+    assert_eq!(
+        h.slurm_client.get_job(job).await.unwrap().partition,
+        "batch"
+    );
+    h.wait_job(first, "cancel", |j| {
+        j.is_none_or(|j| !j.status.state.is_pending())
+    })
+    .await;
     h.slurm.exec(&["scancel", &blocker]);
     h.finish().await;
 }
@@ -406,7 +546,11 @@ async fn a_placement_change_while_pending_replaces_the_job() {
 async fn set_unschedulable(h: &Harness, node: &str, value: bool) {
     let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(h.client.clone());
     nodes
-        .patch(node, &PatchParams::default(), &Patch::Merge(json!({"spec": {"unschedulable": value}})))
+        .patch(
+            node,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"unschedulable": value}})),
+        )
         .await
         .expect("cordoning a node");
 }
@@ -430,7 +574,11 @@ async fn a_cordoned_node_never_gets_the_pod() {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while std::time::Instant::now() < deadline {
             let pod = h.pods().get("placed").await.unwrap();
-            assert_ne!(node_of(&pod).as_deref(), Some("node-2"), "bound to a cordoned node");
+            assert_ne!(
+                node_of(&pod).as_deref(),
+                Some("node-2"),
+                "bound to a cordoned node"
+            );
             if node_of(&pod).is_some() {
                 break;
             }
@@ -440,7 +588,10 @@ async fn a_cordoned_node_never_gets_the_pod() {
         let (bound, job) = h.wait_bound("placed").await;
         assert_eq!(node_of(&bound).as_deref(), Some("node-3"));
         let details = h.slurm_client.get_job(job).await.unwrap();
-        assert!(details.excluded_nodes.iter().any(|n| n.contains("node-2")), "{details:?}");
+        assert!(
+            details.excluded_nodes.iter().any(|n| n.contains("node-2")),
+            "{details:?}"
+        );
     }
     set_unschedulable(&h, "node-2", false).await;
     h.finish().await;
@@ -457,7 +608,10 @@ async fn an_allocation_on_a_node_kubernetes_does_not_have_is_replaced() {
     }
     let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(h.client.clone());
     // Slurm still has node-2 in hpc-prod; Kubernetes no longer does.
-    nodes.delete("node-2", &Default::default()).await.expect("deleting node-2");
+    nodes
+        .delete("node-2", &Default::default())
+        .await
+        .expect("deleting node-2");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let hpc = json!({"metadata": {"annotations": {"sunk.coreweave.com/partition": "hpc-prod"}}});
     h.create(&h.pod("mapped", hpc)).await;
@@ -465,7 +619,11 @@ async fn an_allocation_on_a_node_kubernetes_does_not_have_is_replaced() {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while std::time::Instant::now() < deadline {
             let pod = h.pods().get("mapped").await.unwrap();
-            assert_ne!(node_of(&pod).as_deref(), Some("node-2"), "bound to a missing node");
+            assert_ne!(
+                node_of(&pod).as_deref(),
+                Some("node-2"),
+                "bound to a missing node"
+            );
             if node_of(&pod).is_some() {
                 break;
             }
@@ -477,7 +635,10 @@ async fn an_allocation_on_a_node_kubernetes_does_not_have_is_replaced() {
     }
     let events = h.events("mapped").await;
     if let Some((_, note)) = events.iter().find(|(r, _)| r == "FailedScheduling") {
-        assert!(note.contains("node-2") && note.contains("does not exist"), "{note}");
+        assert!(
+            note.contains("node-2") && note.contains("does not exist"),
+            "{note}"
+        );
     }
     h.finish().await;
 }
@@ -499,11 +660,20 @@ async fn the_binary_places_a_pod_when_run_from_flags_and_environment() {
     // A second scheduler name, so the harness's in-process scheduler leaves the pod alone.
     let name = support::unique("sps-bin");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_slurm-pod-scheduler"))
-        .args(["run", "--slurm-url", &h.slurm.url, "--listen", "127.0.0.1:0"])
+        .args([
+            "run",
+            "--slurm-url",
+            &h.slurm.url,
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .args(["--slurm-token-file", token.to_str().unwrap()])
         .env("KUBECONFIG", &kubeconfig)
         .env("SPS_SCHEDULER_NAME", &name)
-        .env("SPS_SLURM_KILL_WAIT", format!("{}s", h.slurm.kill_wait.as_secs()))
+        .env(
+            "SPS_SLURM_KILL_WAIT",
+            format!("{}s", h.slurm.kill_wait.as_secs()),
+        )
         .env("SPS_NAMESPACES", &h.ns)
         .env("SPS_SLURM_USER", &h.slurm.user)
         .kill_on_drop(true)
@@ -514,10 +684,17 @@ async fn the_binary_places_a_pod_when_run_from_flags_and_environment() {
     let (bound, job) = h.wait_bound("from-binary").await;
     assert!(node_of(&bound).is_some());
     let details = h.slurm_client.get_job(job).await.unwrap();
-    assert!(details.comment.contains(&format!("scheduler={name}")), "{}", details.comment);
+    assert!(
+        details.comment.contains(&format!("scheduler={name}")),
+        "{}",
+        details.comment
+    );
     h.delete("from-binary").await;
     h.wait_gone("from-binary").await;
-    h.wait_job(job, "release", |j| j.is_none_or(|j| !j.status.state.holds_allocation())).await;
+    h.wait_job(job, "release", |j| {
+        j.is_none_or(|j| !j.status.state.holds_allocation())
+    })
+    .await;
     child.kill().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     h.finish().await;

@@ -49,7 +49,9 @@ async fn soak_with_restarts_of_everything() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(60);
-    let Some(mut h) = Harness::start("soak", |_| {}).await else { return };
+    let Some(mut h) = Harness::start("soak", |_| {}).await else {
+        return;
+    };
     if h.kubelet.is_none() {
         eprintln!("SKIPPED: the soak needs the kubelet simulator");
         return;
@@ -57,12 +59,18 @@ async fn soak_with_restarts_of_everything() {
     // Two replicas under leader election replace the harness's single scheduler.
     h.running.stop();
     let mut a: Running = h.replica(|s| s.lease = lease(&h, "replica-a")).await;
-    wait_for("replica-a to lead", || async { a.metrics.leader.get() == 1 }).await;
+    wait_for("replica-a to lead", || async {
+        a.metrics.leader.get() == 1
+    })
+    .await;
     let mut b: Running = h.replica(|s| s.lease = lease(&h, "replica-b")).await;
     wait_ready(&b).await;
 
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let observers = [observe_jobs(&h, seen.clone()), observe_pods(&h, seen.clone())];
+    let observers = [
+        observe_jobs(&h, seen.clone()),
+        observe_pods(&h, seen.clone()),
+    ];
 
     let per_wave = pods.div_ceil(WAVES);
     let mut names = Vec::new();
@@ -72,16 +80,27 @@ async fn soak_with_restarts_of_everything() {
                 break;
             }
             let name = format!("w{wave}-p{i}");
-            let pod = h.pod(&name, json!({"metadata": {"annotations": {"kubelet-sim/lifetime": "3s"}}}));
+            let pod = h.pod(
+                &name,
+                json!({"metadata": {"annotations": {"kubelet-sim/lifetime": "3s"}}}),
+            );
             h.create(&pod).await;
             names.push(name);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         // Delete every third pod of the wave once it runs, the rest finish by themselves.
-        let doomed: Vec<String> = names.iter().rev().take(per_wave).step_by(3).cloned().collect();
+        let doomed: Vec<String> = names
+            .iter()
+            .rev()
+            .take(per_wave)
+            .step_by(3)
+            .cloned()
+            .collect();
         for name in doomed {
-            h.wait_pod(&name, "running", |p| ["Running", "Succeeded"].contains(&phase(p).as_str()))
-                .await;
+            h.wait_pod(&name, "running", |p| {
+                ["Running", "Succeeded"].contains(&phase(p).as_str())
+            })
+            .await;
             let _ = h.pods().delete(&name, &DeleteParams::default()).await;
         }
         match wave {
@@ -144,12 +163,21 @@ async fn soak_with_restarts_of_everything() {
 
     let seen = std::mem::take(&mut *seen.lock().unwrap());
     for name in &names {
-        let jobs = seen.jobs.get(&format!("{}/{name}", h.ns)).cloned().unwrap_or_default();
+        let jobs = seen
+            .jobs
+            .get(&format!("{}/{name}", h.ns))
+            .cloned()
+            .unwrap_or_default();
         assert_eq!(jobs.len(), 1, "{name}: jobs {jobs:?}, exactly one expected");
         let nodes = seen.nodes.get(name).cloned().unwrap_or_default();
-        assert_eq!(nodes.len(), 1, "{name}: bound to {nodes:?}, exactly once expected");
+        assert_eq!(
+            nodes.len(),
+            1,
+            "{name}: bound to {nodes:?}, exactly once expected"
+        );
         let job = *jobs.iter().next().unwrap();
-        if let (Some(job_end), Some(pod_end)) = (seen.job_ended.get(&job), seen.pod_ended.get(name)) {
+        if let (Some(job_end), Some(pod_end)) = (seen.job_ended.get(&job), seen.pod_ended.get(name))
+        {
             assert!(
                 *job_end + Duration::from_secs(2) >= *pod_end,
                 "{name}: job {job} ended {:?} before its pod stopped",
@@ -160,7 +188,9 @@ async fn soak_with_restarts_of_everything() {
     for name in &names {
         let events = h.events(name).await;
         assert!(
-            !events.iter().any(|(r, _)| r == "SlurmJobEnded" || r == "KillWaitOverrun"),
+            !events
+                .iter()
+                .any(|(r, _)| r == "SlurmJobEnded" || r == "KillWaitOverrun"),
             "{name} was deleted by the scheduler: {events:?}"
         );
     }
@@ -203,7 +233,10 @@ fn observe_jobs(h: &Harness, seen: Arc<Mutex<Seen>>) -> tokio::task::JoinHandle<
                 let now = Instant::now();
                 let mut seen = seen.lock().unwrap();
                 for job in snapshot.jobs {
-                    seen.jobs.entry(job.name.clone()).or_default().insert(job.job_id);
+                    seen.jobs
+                        .entry(job.name.clone())
+                        .or_default()
+                        .insert(job.job_id);
                     if !job.state.holds_allocation() && !job.state.is_pending() {
                         seen.job_ended.entry(job.job_id).or_insert(now);
                     }

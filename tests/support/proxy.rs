@@ -18,7 +18,9 @@ pub struct Proxy {
 impl Proxy {
     /// Forward 127.0.0.1:<some port> to `upstream` (`host:port`).
     pub async fn start(upstream: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding the proxy");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding the proxy");
         let addr = listener.local_addr().unwrap();
         let down = Arc::new(AtomicBool::new(false));
         let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
@@ -40,7 +42,12 @@ impl Proxy {
                 }
             })
         };
-        Self { addr, down, conns, accept }
+        Self {
+            addr,
+            down,
+            conns,
+            accept,
+        }
     }
 
     pub fn url(&self) -> String {
