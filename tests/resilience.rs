@@ -2,6 +2,7 @@
 //! restart between submit and bind, two replicas with leader election, and slurmrestd
 //! unreachable for longer than MinJobAge while Slurm and Kubernetes both change.
 
+#[macro_use]
 mod support;
 
 use std::time::{Duration, Instant};
@@ -10,58 +11,17 @@ use kube::api::{DeleteParams, PostParams};
 use serde_json::json;
 use slurm_pod_scheduler::leader::LeaseConfig;
 use support::proxy::Proxy;
-use support::{condition, jobs_named, node_of, phase, wait_ready, Harness, DEADLINE};
+use support::{
+    block_solo, condition, jobs_named, node_of, phase, wait_for, wait_ready, Harness, DEADLINE,
+};
 
 static SOLO: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-macro_rules! harness {
-    ($name:expr) => {
-        harness!($name, |_| {})
-    };
-    ($name:expr, $tweak:expr) => {
-        match Harness::start($name, $tweak).await {
-            Some(h) => h,
-            None => return,
-        }
-    };
-}
-
-fn block_solo(h: &Harness) -> String {
-    let out = h.slurm.exec(&[
-        "sbatch",
-        "--parsable",
-        "-p",
-        "solo",
-        "--exclusive",
-        "-o",
-        "/dev/null",
-        "-e",
-        "/dev/null",
-        "--chdir",
-        "/tmp",
-        "--wrap",
-        "sleep 600",
-    ]);
-    out.trim().split(';').next().unwrap_or_default().to_string()
-}
 
 fn solo_pod(h: &Harness, name: &str) -> k8s_openapi::api::core::v1::Pod {
     h.pod(
         name,
         json!({"metadata": {"annotations": {"sunk.coreweave.com/partition": "solo"}}}),
     )
-}
-
-async fn wait_for<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what} did not happen");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test]
@@ -110,35 +70,7 @@ async fn a_scheduler_started_while_the_api_server_is_down_places_pods_once_it_is
 
     let scheduler = support::unique("sps-down");
     let ns = support::unique("t-down");
-    let mut cfg = slurm_client::ClientConfig::new(
-        &slurm.url,
-        slurm_client::TokenSource::Static(slurm.token.clone()),
-        &scheduler,
-    );
-    cfg.user = slurm.user.clone();
-    let settings = slurm_pod_scheduler::run::Settings {
-        ctx: slurm_pod_scheduler::translate::TranslateContext {
-            scheduler_name: scheduler.clone(),
-            kill_wait: slurm.kill_wait,
-            ..Default::default()
-        },
-        namespaces: vec![ns.clone()],
-        poll_interval: Duration::from_millis(200),
-        node_mapping: slurm_pod_scheduler::nodes::map::Mapping::Identity,
-        slurmd_namespace: "slurm".into(),
-        timing: slurm_pod_scheduler::lifecycle::Timing {
-            kill_wait: slurm.kill_wait,
-            ..Default::default()
-        },
-        orphan_grace: Duration::from_secs(3),
-        user_names: Default::default(),
-        lease: None,
-        kube_qps: 100.0,
-        kube_burst: 200,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        slurm: cfg,
-        identity: scheduler.clone(),
-    };
+    let settings = support::test_settings(&slurm, &scheduler, &ns);
     let running = slurm_pod_scheduler::run::start(settings, config)
         .await
         .unwrap();

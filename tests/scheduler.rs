@@ -5,6 +5,7 @@
 //! The cluster must have a partition `solo` holding only `node-0` (the test runner starts
 //! it so), which lets a test fill a node on purpose.
 
+#[macro_use]
 mod support;
 
 use std::time::Duration;
@@ -12,42 +13,10 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
-use support::{condition, job_of, node_of, phase, Harness};
+use support::{block_solo, condition, job_of, node_of, phase, Harness};
 
 /// Tests that fill `node-0` on purpose must not overlap.
 static SOLO: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-macro_rules! harness {
-    ($name:expr) => {
-        harness!($name, |_| {})
-    };
-    ($name:expr, $tweak:expr) => {
-        match Harness::start($name, $tweak).await {
-            Some(h) => h,
-            None => return,
-        }
-    };
-}
-
-/// Occupy `node-0` with a job outside the scheduler; returns its id.
-fn block_solo(h: &Harness) -> String {
-    let out = h.slurm.exec(&[
-        "sbatch",
-        "--parsable",
-        "-p",
-        "solo",
-        "--exclusive",
-        "-o",
-        "/dev/null",
-        "-e",
-        "/dev/null",
-        "--chdir",
-        "/tmp",
-        "--wrap",
-        "sleep 600",
-    ]);
-    out.trim().split(';').next().unwrap_or_default().to_string()
-}
 
 async fn our_job_named(h: &Harness, pod: &str) -> Option<u32> {
     let name = format!("{}/{pod}", h.ns);

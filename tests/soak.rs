@@ -18,7 +18,7 @@ use kube::runtime::watcher::{self, Event};
 use serde_json::json;
 use slurm_pod_scheduler::leader::LeaseConfig;
 use slurm_pod_scheduler::run::Running;
-use support::{node_of, phase, wait_ready, Harness, DEADLINE};
+use support::{node_of, phase, wait_for, wait_ready, Harness, DEADLINE};
 
 const WAVES: usize = 5;
 
@@ -208,18 +208,6 @@ fn restart(h: &Harness, what: &str) {
         .status()
         .expect("running scripts/slurm-cluster");
     assert!(status.success(), "{what} failed");
-}
-
-async fn wait_for<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what} did not happen");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// Poll Slurm's list of our jobs directly (not through the scheduler) every 300 ms.

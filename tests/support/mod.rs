@@ -5,6 +5,20 @@
 
 #![allow(dead_code)]
 
+/// Start a [`Harness`], or return from the test (skipped) when no Slurm is configured.
+#[macro_export]
+macro_rules! harness {
+    ($name:expr) => {
+        harness!($name, |_| {})
+    };
+    ($name:expr, $tweak:expr) => {
+        match support::Harness::start($name, $tweak).await {
+            Some(h) => h,
+            None => return,
+        }
+    };
+}
+
 pub mod proxy;
 
 use std::collections::BTreeMap;
@@ -181,36 +195,7 @@ impl Harness {
             .await
             .expect("creating the test namespace");
 
-        let mut cfg = ClientConfig::new(
-            &slurm.url,
-            TokenSource::Static(slurm.token.clone()),
-            &scheduler,
-        );
-        cfg.user = slurm.user.clone();
-        let mut settings = Settings {
-            ctx: slurm_pod_scheduler::translate::TranslateContext {
-                scheduler_name: scheduler.clone(),
-                kill_wait: slurm.kill_wait,
-                ..Default::default()
-            },
-            namespaces: vec![ns.clone()],
-            poll_interval: Duration::from_millis(200),
-            node_mapping: slurm_pod_scheduler::nodes::map::Mapping::Identity,
-            slurmd_namespace: "slurm".into(),
-            timing: slurm_pod_scheduler::lifecycle::Timing {
-                kill_wait: slurm.kill_wait,
-                stuck_margin: Duration::from_secs(2),
-                ..Default::default()
-            },
-            orphan_grace: Duration::from_secs(3),
-            user_names: BTreeMap::new(),
-            lease: None,
-            kube_qps: 100.0,
-            kube_burst: 200,
-            listen: "127.0.0.1:0".parse().unwrap(),
-            slurm: cfg,
-            identity: scheduler.clone(),
-        };
+        let mut settings = test_settings(&slurm, &scheduler, &ns);
         tweak(&mut settings);
         let running = run::start(settings.clone(), kube_config.clone())
             .await
@@ -457,4 +442,71 @@ pub async fn jobs_named(h: &Harness, pod: &str) -> Vec<u32> {
         .filter(|j| j.name == name)
         .map(|j| j.job_id)
         .collect()
+}
+
+/// Occupy `node-0` (the `solo` partition) with a job outside the scheduler; returns its id.
+pub fn block_solo(h: &Harness) -> String {
+    let out = h.slurm.exec(&[
+        "sbatch",
+        "--parsable",
+        "-p",
+        "solo",
+        "--exclusive",
+        "-o",
+        "/dev/null",
+        "-e",
+        "/dev/null",
+        "--chdir",
+        "/tmp",
+        "--wrap",
+        "sleep 600",
+    ]);
+    out.trim().split(';').next().unwrap_or_default().to_string()
+}
+
+/// Wait until `check` holds; panics naming `what` after the deadline.
+pub async fn wait_for<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what} did not happen");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The scheduler's settings in tests: quick polls, short margins, one namespace.
+pub fn test_settings(slurm: &SlurmEnv, scheduler: &str, ns: &str) -> Settings {
+    let mut cfg = ClientConfig::new(
+        &slurm.url,
+        TokenSource::Static(slurm.token.clone()),
+        scheduler,
+    );
+    cfg.user = slurm.user.clone();
+    Settings {
+        ctx: slurm_pod_scheduler::translate::TranslateContext {
+            scheduler_name: scheduler.to_string(),
+            kill_wait: slurm.kill_wait,
+            ..Default::default()
+        },
+        namespaces: vec![ns.to_string()],
+        poll_interval: Duration::from_millis(200),
+        node_mapping: slurm_pod_scheduler::nodes::map::Mapping::Identity,
+        slurmd_namespace: "slurm".into(),
+        timing: slurm_pod_scheduler::lifecycle::Timing {
+            kill_wait: slurm.kill_wait,
+            stuck_margin: Duration::from_secs(2),
+            ..Default::default()
+        },
+        orphan_grace: Duration::from_secs(3),
+        user_names: BTreeMap::new(),
+        lease: None,
+        kube_qps: 100.0,
+        kube_burst: 200,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        slurm: cfg,
+        identity: scheduler.to_string(),
+    }
 }
