@@ -73,7 +73,10 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     init_logging(format, "info");
-    let settings = match args.settings() {
+    let settings = match args
+        .settings()
+        .and_then(|s| RunArgs::check_token_file(&s).map(|()| s))
+    {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("slurm-pod-scheduler run: {e}");

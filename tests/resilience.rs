@@ -414,3 +414,72 @@ async fn alive(h: &Harness, id: &str) -> bool {
         .await
         .is_ok_and(|j| j.status.state.holds_allocation() || j.status.state.is_pending())
 }
+
+/// A token that expires mid-run: requests fail, nothing is deleted or cancelled on that
+/// account, the file is read again, and work resumes once it holds a valid token.
+#[tokio::test]
+async fn an_expired_token_is_read_again_and_nothing_is_lost_meanwhile() {
+    let Some(slurm) = support::SlurmEnv::from_env() else {
+        return;
+    };
+    let mint = |lifespan: &str| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/slurm-cluster");
+        let out = std::process::Command::new("bash")
+            .args([
+                script,
+                "token",
+                "--state-dir",
+                &slurm.state_dir,
+                "--lifespan",
+                lifespan,
+            ])
+            .output()
+            .expect("minting a token");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let file = std::env::temp_dir().join(support::unique("sps-token"));
+    std::fs::write(&file, mint("12")).unwrap();
+    let minted = Instant::now();
+    let path = file.clone();
+    let h = harness!("token", |s| s.slurm.token =
+        slurm_client::TokenSource::File(path));
+    h.create(&h.pod("steady", json!({}))).await;
+    let (_, job) = h.wait_bound("steady").await;
+
+    // Past the token's life: every request is refused until the file changes.
+    tokio::time::sleep(Duration::from_secs(13).saturating_sub(minted.elapsed())).await;
+    h.create(&h.pod("later", json!({}))).await;
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        let pod = h.pods().get("steady").await.unwrap();
+        assert!(
+            pod.metadata.deletion_timestamp.is_none(),
+            "deleted for lack of an answer"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        h.slurm_client
+            .get_job(job)
+            .await
+            .unwrap()
+            .status
+            .state
+            .holds_allocation(),
+        "the running pod's job was cancelled without an answer"
+    );
+
+    std::fs::write(&file, mint("3600")).unwrap();
+    h.wait_bound("later").await;
+    assert!(
+        h.running.metrics.slurm_token_reloads.get() > 0,
+        "token reloads are counted"
+    );
+    h.finish().await;
+    let _ = std::fs::remove_file(&file);
+}

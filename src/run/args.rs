@@ -92,6 +92,29 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// Start-up check of the token file, so a wrong path or an empty file stops the
+    /// scheduler with the key named instead of looking like an unreachable slurmrestd.
+    /// (Not part of [`RunArgs::settings`], which also validates configuration offline.)
+    pub fn check_token_file(settings: &Settings) -> Result<(), ConfigError> {
+        let TokenSource::File(path) = &settings.slurm.token else {
+            return Ok(());
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) if text.trim().is_empty() => Err(invalid(
+                "slurm-token-file",
+                format!(
+                    "{} is empty: it must hold the slurmrestd JWT",
+                    path.display()
+                ),
+            )),
+            Ok(_) => Ok(()),
+            Err(e) => Err(invalid(
+                "slurm-token-file",
+                format!("cannot read {}: {e}", path.display()),
+            )),
+        }
+    }
+
     /// The log format, before anything else is resolved (logging starts first).
     pub fn log_format(&self) -> Result<LogFormat, ConfigError> {
         let file = self.file()?;
@@ -133,27 +156,7 @@ impl RunArgs {
             .clone()
             .or_else(|| file.slurm_token_file.clone())
         {
-            Some(path) => {
-                // Checked now so a wrong path stops start-up; rotation re-reads it later.
-                match std::fs::read_to_string(&path) {
-                    Ok(text) if text.trim().is_empty() => {
-                        return Err(invalid(
-                            "slurm-token-file",
-                            format!(
-                                "{} is empty: it must hold the slurmrestd JWT",
-                                path.display()
-                            ),
-                        ))
-                    }
-                    Ok(_) => TokenSource::File(path),
-                    Err(e) => {
-                        return Err(invalid(
-                            "slurm-token-file",
-                            format!("cannot read {}: {e}", path.display()),
-                        ))
-                    }
-                }
-            }
+            Some(path) => TokenSource::File(path),
             None => match std::env::var("SLURM_JWT") {
                 Ok(token) if !token.trim().is_empty() => TokenSource::Static(token.trim().into()),
                 _ => {
