@@ -1,5 +1,5 @@
 //! The configuration schema: the YAML file given with `--config` holds the same keys as
-//! the flags (DESIGN.md section 8, spelt like the flags without `--`) plus what only a file
+//! the flags (spelt like the flags without `--`) plus what only a file
 //! can say: per-namespace policy, the device-to-GRES map and the UID-to-user-name map.
 //! Everything is checked on load, so invalid configuration stops start-up with a message
 //! naming the key. Flags and `SPS_*` environment variables win over the file.

@@ -191,7 +191,7 @@ fn the_job_object_has_every_field_with_nulls_for_absent_values() {
 
 #[test]
 fn the_default_grace_period_is_rejected_with_numbers_and_fix() {
-    // ACCEPTANCE 15, with the default KillWait and with the test clusters' 10 s.
+    // The default grace period, with the default KillWait and with the test clusters' 10 s.
     let table = [
         (&[][..], "is 30 s", "below 25 s", "24 or less"),
         (
@@ -217,7 +217,7 @@ fn the_default_grace_period_is_rejected_with_numbers_and_fix() {
 
 #[test]
 fn a_username_as_user_id_is_rejected_with_how_to_find_the_uid() {
-    // ACCEPTANCE 14.
+    // A user name as user-id.
     let (code, pod) = only_pod("rejected-username-pod.yaml", &[]);
     assert_eq!(code, 2);
     let message = pod["rejections"][0]["message"].as_str().unwrap();
@@ -509,7 +509,7 @@ fn a_directory_is_every_manifest_in_it() {
 
 #[test]
 fn hostile_values_are_refused_and_the_json_stays_whole() {
-    // ACCEPTANCE 16 through the binary: newline, quotes, $(...), 10 000 characters.
+    // Hostile values through the binary: newline, quotes, $(...), 10 000 characters.
     let long = "x".repeat(10_000);
     let manifest = format!(
         r#"apiVersion: v1

@@ -362,7 +362,7 @@ mod tests {
 
     #[test]
     fn hostile_values_are_refused_with_short_escaped_messages() {
-        // ACCEPTANCE 16: newlines, quotes, command substitution, 10 000 characters.
+        // Hostile values: newlines, quotes, command substitution, 10 000 characters.
         let long = "a".repeat(10_000);
         let table = [
             "batch\nPartition=evil",

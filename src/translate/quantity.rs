@@ -288,7 +288,7 @@ mod tests {
 
     #[test]
     fn cpu_rounds_up_to_whole_cpus() {
-        // ACCEPTANCE 11 and neighbours.
+        // Quantities and neighbours.
         let table = [
             ("100m", 1),
             ("1500m", 2),

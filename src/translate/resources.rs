@@ -265,7 +265,7 @@ mod tests {
                 ("1.2", "1Gi"),
             ),
             (
-                // ACCEPTANCE 12: init container 4 CPU, app 1 CPU -> 4.
+                // Init containers and sidecars: init container 4 CPU, app 1 CPU -> 4.
                 "largest init container wins",
                 vec![c(&[("cpu", "1"), ("memory", "1Gi")], false)],
                 vec![c(&[("cpu", "4"), ("memory", "100Mi")], false)],
@@ -274,7 +274,7 @@ mod tests {
                 ("4", "1Gi"),
             ),
             (
-                // ACCEPTANCE 12: sidecar 1 CPU with app 1 CPU -> 2.
+                // Init containers and sidecars: sidecar 1 CPU with app 1 CPU -> 2.
                 "sidecar adds to app",
                 vec![c(&[("cpu", "1"), ("memory", "1Gi")], false)],
                 vec![c(&[("cpu", "1"), ("memory", "64Mi")], true)],
@@ -299,7 +299,7 @@ mod tests {
                 ("3", "1Gi"),
             ),
             (
-                // ACCEPTANCE 12: overhead adds.
+                // Init containers and sidecars: overhead adds.
                 "overhead adds",
                 vec![c(&[("cpu", "1"), ("memory", "1Gi")], false)],
                 vec![],

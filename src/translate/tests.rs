@@ -1,5 +1,5 @@
-//! Table tests of [`translate`](super::translate) on whole pods: ACCEPTANCE 11 to 16 and
-//! the edge cases around them.
+//! Table tests of [`translate`](super::translate) on whole pods: quantities, requests, ids,
+//! grace periods, hostile values and the edge cases around them.
 
 use std::collections::BTreeMap;
 
@@ -93,7 +93,7 @@ fn a_plain_pod_becomes_a_job() {
 
 #[test]
 fn quantities_become_cpus_and_mib() {
-    // ACCEPTANCE 11, through the whole translation.
+    // Quantities, through the whole translation.
     let table = [
         ("100m", "123Mi", 1, 123),
         ("1500m", "129M", 2, 124),
@@ -115,7 +115,7 @@ fn quantities_become_cpus_and_mib() {
 
 #[test]
 fn init_containers_sidecars_and_overhead() {
-    // ACCEPTANCE 12.
+    // Init containers and sidecars.
     let mut init = mk_pod(&[]);
     init.spec.as_mut().unwrap().init_containers = Some(vec![container(&[("cpu", "4")])]);
     let mut sidecar = mk_pod(&[]);
@@ -146,7 +146,7 @@ fn init_containers_sidecars_and_overhead() {
 
 #[test]
 fn missing_or_zero_requests_are_rejected() {
-    // ACCEPTANCE 13.
+    // A missing request.
     let table: [(Pairs, &[&str]); 5] = [
         (
             &[("cpu", "1")],
@@ -201,7 +201,7 @@ fn overhead_alone_is_not_a_request() {
 
 #[test]
 fn username_as_uid_is_rejected() {
-    // ACCEPTANCE 14.
+    // A user name as user-id.
     let t = translate(
         &mk_pod(&[("user-id", "alice")]),
         &TranslateContext::default(),
@@ -216,7 +216,7 @@ fn username_as_uid_is_rejected() {
 
 #[test]
 fn grace_period_must_fit_inside_kill_wait() {
-    // ACCEPTANCE 15 and the boundary around it.
+    // The default grace period and the boundary around it.
     let secs = std::time::Duration::from_secs;
     let table = [
         (None, 30, 5, false),
@@ -265,7 +265,7 @@ fn grace_period_must_fit_inside_kill_wait() {
 
 #[test]
 fn hostile_annotation_values_never_reach_the_job() {
-    // ACCEPTANCE 16: refused, or passed verbatim where Slurm accepts them.
+    // Hostile values: refused, or passed verbatim where Slurm accepts them.
     let long = "p".repeat(10_000);
     let table: Vec<(&str, &str, Option<&str>)> = vec![
         ("partition", "batch\nAccount=root", None),

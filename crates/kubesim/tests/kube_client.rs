@@ -339,7 +339,7 @@ async fn wait_for(
 }
 
 /// A watcher keeps going when its watch is dropped or its version expires, and sees
-/// pods created meanwhile (acceptance case "watch expires").
+/// pods created meanwhile (the "watch expires" case).
 #[tokio::test]
 async fn a_runtime_watcher_survives_dropped_and_expired_watches() {
     let env = Env::start_with(kubesim::Config {

@@ -40,7 +40,7 @@ pub struct JobSnapshot {
     /// Every job in the answer, ours or not.
     pub total_jobs: usize,
     /// Our clock just before the request: a job submitted earlier and missing from the
-    /// list is gone (DESIGN: "unknown is not gone").
+    /// list is gone ("unknown is not gone").
     pub requested_at: SystemTime,
 }
 
