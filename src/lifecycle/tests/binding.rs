@@ -140,29 +140,7 @@ fn deleted_while_waiting_cancels_the_job_and_never_binds() {
 
 #[test]
 fn bind_conflict_on_the_same_node_is_success() {
-    let now = Instant::now();
-    let mut life = PodLife::new();
-    life.observe(Observation::Pod(pod()), now, &t());
-    life.observe(
-        Observation::Submitted(SubmitOutcome::Accepted(7)),
-        now,
-        &t(),
-    );
-    life.observe(
-        Observation::Job(JobView::Running {
-            slurm_node: "n1".into(),
-        }),
-        now,
-        &t(),
-    );
-    life.observe(
-        Observation::Placed {
-            slurm_node: "n1".into(),
-            fit: NodeFit::Usable("n1".into()),
-        },
-        now,
-        &t(),
-    );
+    let (mut life, now) = binding("n1");
     let a = life.observe(
         Observation::BindResult(BindOutcome::AlreadyOn("n1".into())),
         now,
@@ -174,29 +152,7 @@ fn bind_conflict_on_the_same_node_is_success() {
 
 #[test]
 fn bind_conflict_on_another_node_cancels_our_job_once() {
-    let now = Instant::now();
-    let mut life = PodLife::new();
-    life.observe(Observation::Pod(pod()), now, &t());
-    life.observe(
-        Observation::Submitted(SubmitOutcome::Accepted(7)),
-        now,
-        &t(),
-    );
-    life.observe(
-        Observation::Job(JobView::Running {
-            slurm_node: "n1".into(),
-        }),
-        now,
-        &t(),
-    );
-    life.observe(
-        Observation::Placed {
-            slurm_node: "n1".into(),
-            fit: NodeFit::Usable("n1".into()),
-        },
-        now,
-        &t(),
-    );
+    let (mut life, now) = binding("n1");
     let a = life.observe(
         Observation::BindResult(BindOutcome::AlreadyOn("n2".into())),
         now,
@@ -220,29 +176,7 @@ fn bind_conflict_on_another_node_cancels_our_job_once() {
 
 #[test]
 fn a_failed_bind_is_retried() {
-    let now = Instant::now();
-    let mut life = PodLife::new();
-    life.observe(Observation::Pod(pod()), now, &t());
-    life.observe(
-        Observation::Submitted(SubmitOutcome::Accepted(7)),
-        now,
-        &t(),
-    );
-    life.observe(
-        Observation::Job(JobView::Running {
-            slurm_node: "n1".into(),
-        }),
-        now,
-        &t(),
-    );
-    life.observe(
-        Observation::Placed {
-            slurm_node: "n1".into(),
-            fit: NodeFit::Usable("n1".into()),
-        },
-        now,
-        &t(),
-    );
+    let (mut life, now) = binding("n1");
     let a = life.observe(
         Observation::BindResult(BindOutcome::Failed("429".into())),
         now,

@@ -96,3 +96,32 @@ pub(super) fn queued() -> (PodLife, Instant) {
     );
     (life, now)
 }
+
+/// A life whose job 7 runs on `node`, with the bind to `node` in flight.
+pub(super) fn binding(node: &str) -> (PodLife, Instant) {
+    let (mut life, now) = queued();
+    life.observe(
+        Observation::Job(JobView::Running {
+            slurm_node: node.into(),
+        }),
+        now,
+        &t(),
+    );
+    let fit = NodeFit::Usable(node.into());
+    let a = life.observe(
+        Observation::Placed {
+            slurm_node: node.into(),
+            fit,
+        },
+        now,
+        &t(),
+    );
+    assert_eq!(
+        a,
+        vec![Action::Bind {
+            job: 7,
+            node: node.into()
+        }]
+    );
+    (life, now)
+}
