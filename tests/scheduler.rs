@@ -540,19 +540,7 @@ async fn a_cordoned_node_never_gets_the_pod() {
     if h.slurm.version == "22.05" {
         // v0.0.38 cannot exclude nodes: the pod must never land on node-2, and an
         // allocation there is replaced with an event.
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::time::Instant::now() < deadline {
-            let pod = h.pods().get("placed").await.unwrap();
-            assert_ne!(
-                node_of(&pod).as_deref(),
-                Some("node-2"),
-                "bound to a cordoned node"
-            );
-            if node_of(&pod).is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        never_bound_to(&h, "placed", "node-2").await;
     } else {
         let (bound, job) = h.wait_bound("placed").await;
         assert_eq!(node_of(&bound).as_deref(), Some("node-3"));
@@ -585,19 +573,7 @@ async fn an_allocation_on_a_node_kubernetes_does_not_have_is_replaced() {
     let hpc = json!({"metadata": {"annotations": {"sunk.coreweave.com/partition": "hpc-prod"}}});
     h.create(&h.pod("mapped", hpc)).await;
     if h.slurm.version == "22.05" {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::time::Instant::now() < deadline {
-            let pod = h.pods().get("mapped").await.unwrap();
-            assert_ne!(
-                node_of(&pod).as_deref(),
-                Some("node-2"),
-                "bound to a missing node"
-            );
-            if node_of(&pod).is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        never_bound_to(&h, "mapped", "node-2").await;
     } else {
         let (bound, _) = h.wait_bound("mapped").await;
         assert_eq!(node_of(&bound).as_deref(), Some("node-3"));
@@ -667,4 +643,21 @@ async fn the_binary_places_a_pod_when_run_from_flags_and_environment() {
     child.kill().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     h.finish().await;
+}
+
+/// For 20 s, or until it is bound elsewhere, the pod is never bound to `node`.
+async fn never_bound_to(h: &Harness, pod: &str, node: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        let current = h.pods().get(pod).await.unwrap();
+        assert_ne!(
+            node_of(&current).as_deref(),
+            Some(node),
+            "{pod} bound to {node}"
+        );
+        if node_of(&current).is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
