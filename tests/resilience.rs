@@ -12,17 +12,11 @@ use serde_json::json;
 use slurm_pod_scheduler::leader::LeaseConfig;
 use support::proxy::Proxy;
 use support::{
-    block_solo, condition, jobs_named, node_of, phase, wait_for, wait_ready, Harness, DEADLINE,
+    block_solo, jobs_named, node_of, phase, scheduled_message, solo_pod, wait_for, wait_ready,
+    Harness, DEADLINE,
 };
 
 static SOLO: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn solo_pod(h: &Harness, name: &str) -> k8s_openapi::api::core::v1::Pod {
-    h.pod(
-        name,
-        json!({"metadata": {"annotations": {"sunk.coreweave.com/partition": "solo"}}}),
-    )
-}
 
 #[tokio::test]
 async fn an_expired_watch_is_relisted_and_a_pod_created_in_the_gap_is_placed() {
@@ -258,11 +252,8 @@ async fn while_slurmrestd_is_unreachable_nothing_is_guessed_and_everything_catch
     let (_, ended_job) = h.wait_bound("ended").await;
     let (_, deleted_job) = h.wait_bound("deleted").await;
     wait_for("a pending condition", || async {
-        h.pods()
-            .get("waiting")
+        scheduled_message(&h, "waiting")
             .await
-            .ok()
-            .and_then(|p| condition(&p, "PodScheduled").and_then(|c| c.message.clone()))
             .is_some_and(|m| m.contains("pending"))
     })
     .await;
@@ -275,11 +266,8 @@ async fn while_slurmrestd_is_unreachable_nothing_is_guessed_and_everything_catch
         .unwrap();
     h.wait_gone("deleted").await;
     wait_for("the waiting pod told that Slurm is unreachable", || async {
-        h.pods()
-            .get("waiting")
+        scheduled_message(&h, "waiting")
             .await
-            .ok()
-            .and_then(|p| condition(&p, "PodScheduled").and_then(|c| c.message.clone()))
             .is_some_and(|m| m.contains("unreachable"))
     })
     .await;
@@ -316,11 +304,8 @@ async fn while_slurmrestd_is_unreachable_nothing_is_guessed_and_everything_catch
     wait_for(
         "the waiting pod's condition back to Slurm's reason",
         || async {
-            h.pods()
-                .get("waiting")
+            scheduled_message(&h, "waiting")
                 .await
-                .ok()
-                .and_then(|p| condition(&p, "PodScheduled").and_then(|c| c.message.clone()))
                 .is_some_and(|m| m.contains("pending"))
         },
     )

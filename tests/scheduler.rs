@@ -13,7 +13,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
-use support::{block_solo, condition, job_of, node_of, phase, Harness};
+use support::{block_solo, condition, job_of, node_of, phase, solo_pod, Harness};
 
 /// Tests that fill `node-0` on purpose must not overlap.
 static SOLO: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -163,11 +163,7 @@ async fn a_pod_deleted_while_its_job_waits_gets_the_job_cancelled_and_is_never_b
     let _solo = SOLO.lock().await;
     let h = harness!("waiting");
     let blocker = block_solo(&h);
-    let pod = h.pod(
-        "queued",
-        json!({"metadata": {"annotations": {"sunk.coreweave.com/partition": "solo"}}}),
-    );
-    h.create(&pod).await;
+    h.create(&solo_pod(&h, "queued")).await;
     let job = wait_our_job(&h, "queued").await;
     let waiting = h
         .wait_pod("queued", "a pending condition", |p| {
@@ -290,11 +286,7 @@ async fn a_pod_bound_by_someone_else_to_slurms_node_keeps_its_job() {
     let _solo = SOLO.lock().await;
     let h = harness!("samenode");
     let blocker = block_solo(&h);
-    h.create(&h.pod(
-        "taken",
-        json!({"metadata": {"annotations": {"sunk.coreweave.com/partition": "solo"}}}),
-    ))
-    .await;
+    h.create(&solo_pod(&h, "taken")).await;
     let job = wait_our_job(&h, "taken").await;
     bind_by_hand(&h, "taken", "node-0").await;
     h.slurm.exec(&["scancel", &blocker]);
@@ -320,11 +312,7 @@ async fn a_pod_bound_by_someone_else_to_another_node_loses_its_job_once() {
     let _solo = SOLO.lock().await;
     let h = harness!("othernode");
     let blocker = block_solo(&h);
-    h.create(&h.pod(
-        "taken",
-        json!({"metadata": {"annotations": {"sunk.coreweave.com/partition": "solo"}}}),
-    ))
-    .await;
+    h.create(&solo_pod(&h, "taken")).await;
     let job = wait_our_job(&h, "taken").await;
     bind_by_hand(&h, "taken", "node-1").await;
     h.slurm.exec(&["scancel", &blocker]);
@@ -482,11 +470,7 @@ async fn a_placement_change_while_pending_replaces_the_job() {
     let _solo = SOLO.lock().await;
     let h = harness!("change");
     let blocker = block_solo(&h);
-    h.create(&h.pod(
-        "mover",
-        json!({"metadata": {"annotations": {"sunk.coreweave.com/partition": "solo"}}}),
-    ))
-    .await;
+    h.create(&solo_pod(&h, "mover")).await;
     let first = wait_our_job(&h, "mover").await;
     h.pods()
         .patch(

@@ -510,3 +510,17 @@ pub fn test_settings(slurm: &SlurmEnv, scheduler: &str, ns: &str) -> Settings {
         identity: scheduler.to_string(),
     }
 }
+
+/// A pod of ours in the `solo` partition (only `node-0`).
+pub fn solo_pod(h: &Harness, name: &str) -> Pod {
+    h.pod(
+        name,
+        json!({"metadata": {"annotations": {"sunk.coreweave.com/partition": "solo"}}}),
+    )
+}
+
+/// The message of the pod's `PodScheduled` condition, if the pod and condition exist.
+pub async fn scheduled_message(h: &Harness, pod: &str) -> Option<String> {
+    let pod = h.pods().get(pod).await.ok()?;
+    condition(&pod, "PodScheduled")?.message.clone()
+}
