@@ -66,6 +66,9 @@ struct Args {
     /// Synthetic pods for the state-size measurement (0: skip it).
     #[arg(long, default_value_t = 50_000)]
     state_pods: usize,
+    /// Measure the state size only (no Slurm, no root needed), then stop.
+    #[arg(long)]
+    state_only: bool,
     /// Leave the Slurm cluster running afterwards.
     #[arg(long)]
     keep_cluster: bool,
@@ -180,13 +183,16 @@ fn main() -> anyhow::Result<()> {
     let state = (!args.smoke && args.state_pods > 0).then(|| state_size::measure(args.state_pods));
     if let Some(s) = &state {
         println!(
-            "state: {} synthetic pods: {:.0} B/pod (record + life + loop fields), {:.0} B/pod \
-             with the last job status",
-            s.pods, s.record_bytes_per_pod, s.with_job_status_bytes_per_pod
+            "state: {} synthetic pods in the real scheduling loop: {:.0} B/pod waiting for \
+             a pending Slurm job, {:.0} B/pod rejected",
+            s.pods, s.waiting_bytes_per_pod, s.rejected_bytes_per_pod
         );
         for (what, bytes) in &s.breakdown {
             println!("  {bytes:>7.0} B/pod  {what}");
         }
+    }
+    if args.state_only {
+        return Ok(());
     }
 
     let spec = ClusterSpec {
@@ -544,7 +550,8 @@ fn report(
         "poll_interval_ms": args.poll_interval.as_millis() as u64,
         "cancel_every": args.cancel_every,
         "scancelled": sched.outcome.cancelled,
-        "bytes_per_tracked_pod": state.map(|st| round(st.with_job_status_bytes_per_pod, 0)),
+        "bytes_per_tracked_pod": state.map(|st| round(st.waiting_bytes_per_pod, 0)),
+        "bytes_per_rejected_pod": state.map(|st| round(st.rejected_bytes_per_pod, 0)),
         "state_pods": state.map(|st| st.pods),
     });
     println!();

@@ -1,19 +1,17 @@
 //! Scale of state: the heap bytes the scheduler keeps per tracked pod, measured with a
-//! counting global allocator. Synthetic pods go through the scheduler's real projection
-//! (`project()` into a `PodRecord`) and state machine (`PodLife`), and are kept the way the
-//! scheduling loop keeps them: a map from pod UID to record, life and the loop's own
-//! per-pod fields, plus the map from pod UID to the last Slurm status of its job.
+//! counting global allocator around the scheduler's real scheduling loop
+//! (`run::state_probe::LoopState`: the loop itself, fed pods and a job list as the watchers
+//! and the poller feed it, with an executor that discards its requests).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicIsize, Ordering};
-use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
-use slurm_client::{BaseState, JobId, JobMarker, JobState, JobStatus};
-use slurm_pod_scheduler::lifecycle::{JobView, PodLife};
-use slurm_pod_scheduler::run::project::{project, PodRecord};
+use slurm_client::{BaseState, JobMarker, JobState, JobStatus};
+use slurm_pod_scheduler::run::project::project;
+use slurm_pod_scheduler::run::state_probe::LoopState;
 use slurm_pod_scheduler::translate::TranslateContext;
 
 /// Bytes currently allocated through the global allocator (requested sizes: malloc's own
@@ -49,20 +47,21 @@ pub fn live_bytes() -> isize {
     LIVE.load(Ordering::Relaxed)
 }
 
-/// The loop's own per-pod fields next to record and life (last job view, submit time,
-/// stream index, relist flag), by type, so their inline size is counted.
-type LoopFields = (Option<(JobId, JobView)>, SystemTime, usize, bool);
-
 #[derive(Debug, Clone)]
 pub struct StateSize {
     pub pods: usize,
-    pub record_bytes_per_pod: f64,
-    pub with_job_status_bytes_per_pod: f64,
-    /// Where the record bytes go, per pod.
+    /// Pods whose job waits in Slurm (pending, reason `Priority`): the loop's whole state
+    /// per pod, job bookkeeping included.
+    pub waiting_bytes_per_pod: f64,
+    /// Pods rejected before any job (a malformed annotation).
+    pub rejected_bytes_per_pod: f64,
+    /// Where part of it goes, per waiting pod.
     pub breakdown: Vec<(&'static str, f64)>,
 }
 
-fn synthetic_pod(i: usize, scheduler: &str) -> Pod {
+const SCHEDULER: &str = "sps-bench";
+
+fn synthetic_pod(i: usize, annotations: serde_json::Value) -> Pod {
     let uid = format!("{:08x}-0000-4000-8000-{:012x}", i as u32, i as u64 * 7919);
     serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -71,10 +70,10 @@ fn synthetic_pod(i: usize, scheduler: &str) -> Pod {
             "resourceVersion": (1_000 + i).to_string(),
             "creationTimestamp": "2026-01-01T00:00:00Z",
             "labels": {"app": "notebook", "tier": "cpu"},
-            "annotations": {"sunk.coreweave.com/partition": "batch"},
+            "annotations": annotations,
         },
         "spec": {
-            "schedulerName": scheduler,
+            "schedulerName": SCHEDULER,
             "terminationGracePeriodSeconds": 1,
             "containers": [{"name": "main", "image": "busybox:1.36",
                 "command": ["sleep", "3600"],
@@ -83,6 +82,34 @@ fn synthetic_pod(i: usize, scheduler: &str) -> Pod {
         "status": {"phase": "Pending"},
     }))
     .expect("a valid synthetic pod")
+}
+
+/// The pending job Slurm would list for pod `i`.
+fn pending_job(i: usize, pod: &Pod) -> JobStatus {
+    let meta = &pod.metadata;
+    let uid = meta.uid.clone().unwrap_or_default();
+    JobStatus {
+        job_id: 1_000 + i as u32,
+        name: format!(
+            "{}/{}",
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default()
+        ),
+        marker: Some(JobMarker::new(SCHEDULER, uid)),
+        state: JobState {
+            base: BaseState::Pending,
+            flags: BTreeSet::new(),
+        },
+        reason: Some("Priority".into()),
+        nodes: Vec::new(),
+    }
+}
+
+fn context() -> TranslateContext {
+    TranslateContext {
+        scheduler_name: SCHEDULER.into(),
+        ..Default::default()
+    }
 }
 
 /// Heap bytes behind each of the items (their inline size excluded), averaged over `n`.
@@ -95,76 +122,79 @@ fn heap_per_item<T>(items: impl Iterator<Item = T>, n: usize) -> f64 {
     bytes as f64 / n as f64
 }
 
-/// Project `n` synthetic pods (each waiting for its job, as in a queue) and keep them as
-/// the loop does; bytes per pod from the allocator's count.
+/// Feed `n` synthetic pods to the real loop twice: each waiting for its pending job, and
+/// each rejected; bytes per pod from the allocator's count, less what an empty loop holds.
 pub fn measure(n: usize) -> StateSize {
-    let scheduler = "sps-bench";
-    let ctx = TranslateContext {
-        scheduler_name: scheduler.into(),
-        ..Default::default()
+    let waiting_pod = |i| synthetic_pod(i, json!({"sunk.coreweave.com/partition": "batch"}));
+    let rejected_pod = |i| synthetic_pod(i, json!({"sunk.coreweave.com/exclusive": "maybe"}));
+
+    let empty = {
+        let before = live_bytes();
+        let state = LoopState::build(context(), Vec::new(), Vec::new());
+        let bytes = live_bytes() - before;
+        drop(state);
+        bytes
     };
-    let mut tracked: HashMap<String, (PodRecord, PodLife, LoopFields)> = HashMap::new();
-    let mut jobs: HashMap<String, JobStatus> = HashMap::new();
 
-    let before = live_bytes();
-    for i in 0..n {
-        // The Pod object is dropped at the end of the iteration, as the loop drops it.
-        let pod = synthetic_pod(i, scheduler);
-        let record = project(&pod, &ctx, None);
-        assert!(
-            record.job.is_some(),
-            "the synthetic pod must translate to a job"
+    let waiting = {
+        let before = live_bytes();
+        let pods: Vec<Pod> = (0..n).map(waiting_pod).collect();
+        let jobs: Vec<JobStatus> = pods
+            .iter()
+            .enumerate()
+            .map(|(i, p)| pending_job(i, p))
+            .collect();
+        // The inputs are consumed (and freed) by the loop as it goes.
+        let state = LoopState::build(context(), pods, jobs);
+        let bytes = live_bytes() - before - empty;
+        let stages = state.stages();
+        assert_eq!(
+            stages.get("pending"),
+            Some(&n),
+            "every pod waits for its job: {stages:?}"
         );
-        let uid = record.pod.uid.clone();
-        tracked.insert(
-            uid,
-            (record, PodLife::new(), (None, SystemTime::now(), 0, false)),
-        );
-    }
-    let records = live_bytes() - before;
+        drop(state);
+        bytes
+    };
 
-    for (i, (uid, (record, _, _))) in tracked.iter().enumerate() {
-        let name = format!("{}/{}", record.pod.namespace, record.pod.name);
-        jobs.insert(
-            uid.clone(),
-            JobStatus {
-                job_id: 1_000 + i as u32,
-                name,
-                marker: Some(JobMarker::new(scheduler, uid.clone())),
-                state: JobState {
-                    base: BaseState::Pending,
-                    flags: BTreeSet::new(),
-                },
-                reason: Some("Priority".into()),
-                nodes: Vec::new(),
-            },
+    let rejected = {
+        let before = live_bytes();
+        let state = LoopState::build(context(), (0..n).map(rejected_pod), Vec::new());
+        let bytes = live_bytes() - before - empty;
+        let stages = state.stages();
+        assert_eq!(
+            stages.get("rejected"),
+            Some(&n),
+            "every pod is rejected: {stages:?}"
         );
-    }
-    let all = live_bytes() - before;
-    // Both maps stay alive until the end: the counts above are what they hold.
+        drop(state);
+        bytes
+    };
 
-    // Where it goes: the map's slots (inline entries, rounded up to its capacity), and the
-    // heap behind each record, measured by cloning the parts.
-    type Entry = (String, (PodRecord, PodLife, LoopFields));
-    let slots = tracked.capacity() as f64 * (std::mem::size_of::<Entry>() + 1) as f64 / n as f64;
-    let job = heap_per_item(tracked.values().map(|(r, _, _)| r.job.clone()), n);
-    let pod_ref = heap_per_item(tracked.values().map(|(r, _, _)| r.pod.clone()), n);
-    let view = heap_per_item(tracked.values().map(|(r, _, _)| r.view.clone()), n);
-    let keys = tracked.keys().map(|k| k.capacity()).sum::<usize>() as f64 / n as f64;
+    // Parts of a waiting pod's record, measured by projecting and cloning them.
+    let ctx = context();
+    let records: Vec<_> = (0..n.min(5_000))
+        .map(|i| project(&waiting_pod(i), &ctx, None))
+        .collect();
+    let m = records.len();
     let breakdown = vec![
         (
-            "map slots (inline PodRecord, PodLife, loop fields, key)",
-            slots,
+            "PodRecord.job: boxed PlaceholderJob and its strings",
+            heap_per_item(records.iter().map(|r| r.job.clone()), m),
         ),
-        ("key: pod uid string", keys),
-        ("PodRecord.job: boxed PlaceholderJob and its strings", job),
-        ("PodRecord.pod: namespace, name, uid strings", pod_ref),
-        ("PodRecord.view heap", view),
+        (
+            "PodRecord.pod: namespace, name, uid strings",
+            heap_per_item(records.iter().map(|r| r.pod.clone()), m),
+        ),
+        (
+            "PodRecord.view heap",
+            heap_per_item(records.iter().map(|r| r.view.clone()), m),
+        ),
     ];
     StateSize {
         pods: n,
-        record_bytes_per_pod: records as f64 / n as f64,
-        with_job_status_bytes_per_pod: all as f64 / n as f64,
+        waiting_bytes_per_pod: waiting as f64 / n as f64,
+        rejected_bytes_per_pod: rejected as f64 / n as f64,
         breakdown,
     }
 }

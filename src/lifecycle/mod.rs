@@ -5,6 +5,7 @@
 //! out the [`Action`]s it returns. Nothing here performs I/O or reads a clock, so every
 //! path of a pod's life is a unit test.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod types;
@@ -21,8 +22,9 @@ pub struct PodLife {
     fingerprint: u64,
     /// Consecutive refusals by Slurm, for the retry backoff.
     refusals: u32,
-    /// The last condition written, so it is not rewritten on every poll.
-    last_condition: Option<(&'static str, String)>,
+    /// The last condition written (its reason and a hash of its message), so it is not
+    /// rewritten on every poll. A hash, not the text: this is kept for every waiting pod.
+    last_condition: Option<(&'static str, u64)>,
     /// The pod's grace period, for eviction and stuck-termination timing.
     grace: Duration,
     /// The fingerprint of the newest pod view, which may differ while a submit is in flight.
@@ -30,7 +32,7 @@ pub struct PodLife {
     /// The newest pod view's node: set when someone else bound the pod.
     latest_node: Option<String>,
     /// The newest pod view's rejection, kept for the same reason.
-    latest_rejection: Option<(String, String)>,
+    latest_rejection: Option<Arc<(String, String)>>,
     pod_gone: bool,
     /// The pod reached Succeeded or Failed: it will never run again.
     pod_final: bool,
@@ -215,9 +217,10 @@ impl PodLife {
     fn consider(&mut self, out: &mut Vec<Action>) {
         self.fingerprint = self.latest;
         self.refusals = 0;
-        if let Some((reason, message)) = self.latest_rejection.clone() {
+        if let Some(rejection) = self.latest_rejection.clone() {
+            let (reason, message) = &*rejection;
             self.stage = Stage::Rejected;
-            self.condition(static_reason(&reason), message.clone(), out);
+            self.condition(static_reason(reason), message.clone(), out);
             out.push(Action::Event {
                 kind: EventKind::Warning,
                 reason: "FailedScheduling",
@@ -614,15 +617,21 @@ impl PodLife {
     }
 
     fn condition(&mut self, reason: &'static str, message: String, out: &mut Vec<Action>) {
-        let next = (reason, message);
-        if self.last_condition.as_ref() != Some(&next) {
-            out.push(Action::Condition {
-                reason: next.0,
-                message: next.1.clone(),
-            });
+        let next = (reason, message_hash(&message));
+        if self.last_condition != Some(next) {
+            out.push(Action::Condition { reason, message });
             self.last_condition = Some(next);
         }
     }
+}
+
+/// A condition message's hash. Two different messages hashing alike would only skip one
+/// condition write, until the next different message.
+fn message_hash(message: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    message.hash(&mut h);
+    h.finish()
 }
 
 fn backoff(t: &Timing, attempt: u32) -> Duration {

@@ -1,5 +1,6 @@
 //! The vocabulary of a pod's life: what is observed, what is decided, and the stages.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub type JobId = u32;
@@ -52,7 +53,8 @@ pub struct PodView {
     pub fingerprint: u64,
     /// The translation said no: reason and message of the first rejection (all of them go
     /// into the event, which the runtime composes).
-    pub rejection: Option<(String, String)>,
+    /// Shared, since the pod's life keeps the newest one too.
+    pub rejection: Option<Arc<(String, String)>>,
     /// The job id the pod carries from an earlier binding (`<prefix>job-id`).
     pub bound_job: Option<JobId>,
 }

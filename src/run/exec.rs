@@ -72,6 +72,12 @@ pub type SharedSlurm = Arc<RwLock<Option<Arc<SlurmClient>>>>;
 
 #[derive(Clone)]
 pub struct Executor {
+    /// `None` for an executor that drops every effect (see [`Executor::discarding`]).
+    live: Option<Live>,
+}
+
+#[derive(Clone)]
+struct Live {
     inner: Arc<Inner>,
     conditions: Arc<Vec<ConditionQueue>>,
 }
@@ -110,19 +116,31 @@ impl Executor {
             job_annotation,
         });
         let conditions = Arc::new(condition_writers(&inner));
-        Self { inner, conditions }
+        Self {
+            live: Some(Live { inner, conditions }),
+        }
+    }
+
+    /// An executor that carries out nothing: the loop's state can then be built and
+    /// measured without any I/O or runtime (`run::state_probe`). Submit and bind outcomes
+    /// never come back, so lives wait where they are.
+    pub fn discarding() -> Self {
+        Self { live: None }
     }
 
     pub fn run(&self, effect: Effect) {
+        let Some(live) = &self.live else {
+            return;
+        };
         if let Effect::Condition { pod, .. } = &effect {
             // Condition writes of one pod must land in the order they were decided (a
             // later "pending" must not be overtaken by an earlier "unreachable"): each pod
             // always goes to the same sequential writer.
-            let shard = shard_of(&pod.uid, self.conditions.len());
-            let _ = self.conditions[shard].send((effect, tracing::Span::current()));
+            let shard = shard_of(&pod.uid, live.conditions.len());
+            let _ = live.conditions[shard].send((effect, tracing::Span::current()));
             return;
         }
-        let inner = self.inner.clone();
+        let inner = live.inner.clone();
         let span = tracing::Span::current();
         tokio::spawn(async move { inner.perform(effect).await }.instrument(span));
     }

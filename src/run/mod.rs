@@ -9,6 +9,7 @@ mod kube_client;
 mod limiter;
 mod poller;
 pub mod project;
+pub mod state_probe;
 mod watch;
 
 use std::collections::BTreeMap;

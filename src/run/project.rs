@@ -20,7 +20,8 @@ pub const JOB_ID_ANNOTATION: &str = "job-id";
 pub struct PodRecord {
     pub pod: PodRef,
     pub view: PodView,
-    /// The job to submit; `None` when the pod is rejected.
+    /// The job to submit, less its name and comment (see [`PodRecord::job_to_submit`]);
+    /// `None` when the pod is rejected, and once it is bound.
     pub job: Option<Box<PlaceholderJob>>,
     /// The pod's node constraints; `None` for the common pod without any.
     pub rules: Option<Arc<NodeRules>>,
@@ -68,14 +69,14 @@ pub fn project(pod: &Pod, ctx: &TranslateContext, previous: Option<&PodRecord>) 
             let t = translate::translate(pod, ctx);
             let rejection = (!t.rejections.is_empty()).then(|| {
                 let messages: Vec<&str> = t.rejections.iter().map(|r| r.message.as_str()).collect();
-                (
+                Arc::new((
                     t.rejections[0].reason.as_str().to_string(),
                     messages.join(" "),
-                )
+                ))
             });
             let warnings = t.warnings.into_iter().map(|w| w.message).collect();
             let rules = spec.and_then(NodeRules::from_spec).map(Arc::new);
-            (t.job.map(Box::new), rejection, warnings, rules)
+            (t.job.map(stored_job), rejection, warnings, rules)
         }
     };
 
@@ -107,6 +108,26 @@ pub fn project(pod: &Pod, ctx: &TranslateContext, previous: Option<&PodRecord>) 
             .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs(t.0.as_second().max(0) as u64)),
         warnings,
         kubelet_refusal: kubelet_refusal(pod),
+    }
+}
+
+/// The job as the record keeps it: without name and comment, which repeat the pod's
+/// namespace, name and UID (about 100 bytes per tracked pod); [`PodRecord::job_to_submit`]
+/// puts them back.
+fn stored_job(mut job: PlaceholderJob) -> Box<PlaceholderJob> {
+    job.name = String::new();
+    job.comment = String::new();
+    Box::new(job)
+}
+
+impl PodRecord {
+    /// The whole placeholder job to submit for this pod, `None` when it is rejected (or
+    /// bound, when the job is no longer kept).
+    pub fn job_to_submit(&self, scheduler_name: &str) -> Option<PlaceholderJob> {
+        let mut job = self.job.as_deref()?.clone();
+        job.name = translate::job_name(&self.pod.namespace, &self.pod.name);
+        job.comment = translate::job_comment(scheduler_name, &self.pod.uid);
+        Some(job)
     }
 }
 

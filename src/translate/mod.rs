@@ -98,6 +98,11 @@ pub fn is_ours(pod: &Pod, ctx: &TranslateContext) -> bool {
     pod.spec.as_ref().and_then(|s| s.scheduler_name.as_deref()) == Some(&ctx.scheduler_name)
 }
 
+/// The placeholder job's name: `<namespace>/<pod-name>`.
+pub fn job_name(namespace: &str, pod_name: &str) -> String {
+    format!("{namespace}/{pod_name}")
+}
+
 /// The job comment that marks a job as ours and names its pod; `slurm_client` owns the
 /// format and parses it back.
 pub fn job_comment(scheduler_name: &str, pod_uid: &str) -> String {
@@ -195,7 +200,7 @@ pub fn translate(pod: &Pod, ctx: &TranslateContext) -> Translation {
                 .exclusive
                 .or(gres.as_ref().map(|_| Exclusivity::None));
             Some(PlaceholderJob {
-                name: format!("{namespace}/{name}"),
+                name: job_name(namespace, name),
                 comment: job_comment(&ctx.scheduler_name, uid),
                 cpus_per_task: cpus,
                 memory_per_node_mb: memory_mib,

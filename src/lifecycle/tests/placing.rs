@@ -1,5 +1,7 @@
 //! Pods before they are allocated: submits, refusals, waiting, changes, outages.
 
+use std::sync::Arc;
+
 use super::*;
 
 #[test]
@@ -7,7 +9,7 @@ fn a_rejected_pod_is_told_once_and_reconsidered_only_when_it_changes() {
     let now = Instant::now();
     let mut life = PodLife::new();
     let bad = PodView {
-        rejection: Some(("InvalidPod".into(), "no memory request".into())),
+        rejection: Some(Arc::new(("InvalidPod".into(), "no memory request".into()))),
         ..pod()
     };
     let a = life.observe(Observation::Pod(bad.clone()), now, &t());
@@ -39,7 +41,7 @@ fn a_rejected_pod_is_told_once_and_reconsidered_only_when_it_changes() {
 fn annotation_conflict_keeps_its_reason() {
     let mut life = PodLife::new();
     let bad = PodView {
-        rejection: Some(("AnnotationConflict".into(), "pinned".into())),
+        rejection: Some(Arc::new(("AnnotationConflict".into(), "pinned".into()))),
         ..pod()
     };
     let a = life.observe(Observation::Pod(bad), Instant::now(), &t());

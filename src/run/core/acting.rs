@@ -2,13 +2,12 @@
 //! their decisions into effects (submit, bind, cancel, delete, conditions, events).
 
 use std::cmp::Reverse;
-use std::collections::HashMap;
 use std::time::{Instant, SystemTime};
 
 use slurm_client::SubmitOptions;
 use tracing::{debug, info, info_span, warn};
 
-use super::{Core, Effect};
+use super::{Core, Effect, UidKey};
 use crate::lifecycle::{
     Action, JobId, JobView, NodeFit, Observation, PodLife, Stage, SubmitOutcome,
 };
@@ -148,7 +147,7 @@ impl Core {
             Action::Submit { exclude } => self.submit(uid, exclude),
             Action::Cancel { job, reason } => {
                 let trusted = self.pods.get(uid).is_some_and(|t| t.own_job == Some(job))
-                    || self.job_owner.get(&job).is_some_and(|owner| owner == uid);
+                    || self.job_owner.get(&job) == Some(&UidKey::new(uid));
                 if !trusted {
                     // Never cancel a job Slurm does not list as this pod's: the id may come
                     // from an annotation anyone with access to the pod could have written.
@@ -206,7 +205,7 @@ impl Core {
     pub(super) fn submit(&mut self, uid: &str, exclude: Vec<String>) {
         // A live job for this pod already exists (submitted before a restart or by the
         // previous leader): adopt it instead of submitting a second one.
-        if let Some(&id) = self.jobs_by_uid.get(uid) {
+        if let Some(&id) = self.jobs_by_uid.get(&UidKey::new(uid)) {
             info!(job_id = id, "adopting the existing job of this pod");
             if let Some(t) = self.pods.get_mut(uid) {
                 t.submitted_at = SystemTime::now();
@@ -216,11 +215,10 @@ impl Core {
             return;
         }
         let Some(t) = self.pods.get(uid) else { return };
-        let Some(job) = t.record.job.as_deref() else {
+        let Some(mut job) = t.record.job_to_submit(&self.settings.ctx.scheduler_name) else {
             // The pod became invalid since: its life hears about it with the next view.
             return;
         };
-        let mut job = job.clone();
         job.excluded_nodes = self.excluded_for(uid, exclude);
         let opts = SubmitOptions {
             run_as_user: job
@@ -269,10 +267,7 @@ impl Core {
     }
 
     pub(super) fn publish_gauges(&self) {
-        let mut counts: HashMap<&'static str, i64> = HashMap::new();
-        for t in self.pods.values() {
-            *counts.entry(t.life.stage_label()).or_default() += 1;
-        }
+        let counts = self.stage_counts();
         for state in [
             "new",
             "rejected",
@@ -285,7 +280,7 @@ impl Core {
             "releasing",
             "finished",
         ] {
-            let n = counts.get(state).copied().unwrap_or(0);
+            let n = counts.get(state).map_or(0, |&n| n as i64);
             self.metrics
                 .tracked_pods
                 .get_or_create(&StateLabel {

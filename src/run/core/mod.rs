@@ -89,13 +89,13 @@ pub struct Core {
     map: NodeMap,
     timers: BinaryHeap<Reverse<(Instant, String)>>,
     /// Our live jobs by pod UID from the last snapshot, for adopting a job after a restart.
-    jobs_by_uid: HashMap<String, JobId>,
+    jobs_by_uid: HashMap<UidKey, JobId>,
     /// Jobs we asked Slurm to cancel and it still lists: never adopted again.
     cancelled: HashSet<JobId>,
     /// The pod UID in each of our jobs' comment, from the last complete list: a pod's
     /// `job-id` annotation is only believed when Slurm agrees, since anyone who can write
     /// a pod can write an annotation.
-    job_owner: HashMap<JobId, String>,
+    job_owner: HashMap<JobId, UidKey>,
     /// Jobs without a pod, and when they were first seen so.
     orphans: HashMap<JobId, Instant>,
     relisting: HashSet<usize>,
@@ -112,6 +112,9 @@ pub struct Core {
 }
 
 mod acting;
+mod uid_key;
+
+use uid_key::UidKey;
 
 impl Core {
     pub fn new(
@@ -174,6 +177,20 @@ impl Core {
                 _ = gauges.tick() => self.publish_gauges(),
             }
         }
+    }
+
+    /// Apply one input as the running loop does; for `state_probe`, which has no channel.
+    pub(in crate::run) fn apply(&mut self, input: Input) {
+        self.on_input(input);
+    }
+
+    /// Tracked pods by stage label.
+    pub(in crate::run) fn stage_counts(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for t in self.pods.values() {
+            *counts.entry(t.life.stage_label()).or_default() += 1;
+        }
+        counts
     }
 
     fn synced(&self) -> bool {
@@ -344,8 +361,9 @@ impl Core {
         let Some(claimed) = view.bound_job else {
             return view;
         };
-        if self.job_owner.get(&claimed).map(String::as_str) != Some(uid) {
-            let real = self.jobs_by_uid.get(uid).copied();
+        let key = UidKey::new(uid);
+        if self.job_owner.get(&claimed) != Some(&key) {
+            let real = self.jobs_by_uid.get(&key).copied();
             if real.is_some() || self.job_owner.contains_key(&claimed) {
                 warn!(uid, claimed, real = ?real, "the pod's job-id annotation does not match Slurm's; using Slurm's");
                 view.bound_job = real;
@@ -418,13 +436,21 @@ impl Core {
         self.job_owner = snapshot
             .jobs
             .iter()
-            .filter_map(|j| j.marker.as_ref().map(|m| (j.job_id, m.pod_uid.clone())))
+            .filter_map(|j| {
+                j.marker
+                    .as_ref()
+                    .map(|m| (j.job_id, UidKey::new(&m.pod_uid)))
+            })
             .collect();
         self.jobs_by_uid = snapshot
             .jobs
             .iter()
             .filter(|j| is_live(j) && !self.cancelled.contains(&j.job_id))
-            .filter_map(|j| j.marker.as_ref().map(|m| (m.pod_uid.clone(), j.job_id)))
+            .filter_map(|j| {
+                j.marker
+                    .as_ref()
+                    .map(|m| (UidKey::new(&m.pod_uid), j.job_id))
+            })
             .collect();
         if !self.acting() {
             return;
