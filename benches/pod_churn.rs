@@ -28,6 +28,7 @@ use support::cluster::{self, ClusterSpec, SlurmEnv};
 use support::driver::{self, quantile, Load, Outcome};
 use support::procstat::{cpu_ms, http_get, metric_sum, peak_rss_mib};
 use support::state_size::{self, Counting};
+use support::waiting::{self, Waiting};
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
@@ -66,6 +67,10 @@ struct Args {
     /// Synthetic pods for the state-size measurement (0: skip it).
     #[arg(long, default_value_t = 50_000)]
     state_pods: usize,
+    /// After the churn: this many pods waiting in Slurm at once, served by a fresh
+    /// scheduler (0: skip). Confirms the state size end to end; MaxJobCount is 20 000.
+    #[arg(long, default_value_t = 0)]
+    waiting: usize,
     /// Measure the state size only (no Slurm, no root needed), then stop.
     #[arg(long)]
     state_only: bool,
@@ -219,11 +224,14 @@ fn main() -> anyhow::Result<()> {
     if !args.keep_cluster {
         cluster::stop(&slurm);
     }
-    let (sched, base) = result?;
-    report(&args, &slurm, &sched, &base, state.as_ref())
+    let (sched, base, queue) = result?;
+    report(&args, &slurm, &sched, &base, state.as_ref(), queue.as_ref())
 }
 
-async fn churn(args: &Args, slurm: &SlurmEnv) -> anyhow::Result<(Figures, Figures)> {
+async fn churn(
+    args: &Args,
+    slurm: &SlurmEnv,
+) -> anyhow::Result<(Figures, Figures, Option<Waiting>)> {
     let server = kubesim::Server::start(kubesim::Config {
         request_log_limit: 5_000_000,
         ..Default::default()
@@ -320,11 +328,38 @@ async fn churn(args: &Args, slurm: &SlurmEnv) -> anyhow::Result<(Figures, Figure
             span_s,
         });
     }
+    let queue = if args.waiting > 0 {
+        let name = format!("churn-wait-{tag}");
+        driver::create_namespace(&client, &name).await?;
+        let mut cfg =
+            ClientConfig::new(&slurm.url, TokenSource::Static(slurm.token.clone()), &name);
+        cfg.user = slurm.user.clone();
+        let bench_slurm = SlurmClient::connect(cfg).await?;
+        eprintln!("waiting: {} pods held in Slurm at once", args.waiting);
+        let mut proc = Proc::scheduler(args, slurm, &name, &kubeconfig, &dir)?;
+        proc.wait_ready().await?;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let addr = proc.metrics.expect("the scheduler's metrics address");
+        let result = waiting::run(
+            &client,
+            &bench_slurm,
+            &slurm.state_dir,
+            &name,
+            proc.child.id(),
+            addr,
+            args.waiting,
+        )
+        .await;
+        proc.stop_and_count(&dir)?;
+        Some(result?)
+    } else {
+        None
+    };
     eprintln!("logs and the scheduler's last /metrics: {}", dir.display());
     let base = figures.pop().expect("two sides");
     let sched = figures.pop().expect("two sides");
     server.shutdown().await;
-    Ok((sched, base))
+    Ok((sched, base, queue))
 }
 
 /// A scheduler or baseline process.
@@ -472,6 +507,7 @@ fn report(
     sched: &Figures,
     base: &Figures,
     state: Option<&state_size::StateSize>,
+    queue: Option<&Waiting>,
 ) -> anyhow::Result<()> {
     let (s, b) = (sched.json(args.pods), base.json(args.pods));
     if args.smoke {
@@ -553,7 +589,32 @@ fn report(
         "bytes_per_tracked_pod": state.map(|st| round(st.waiting_bytes_per_pod, 0)),
         "bytes_per_rejected_pod": state.map(|st| round(st.rejected_bytes_per_pod, 0)),
         "state_pods": state.map(|st| st.pods),
+        "waiting": queue.map(|q| json!({
+            "pods": q.pods,
+            "all_pending_s": round(q.all_pending_s, 1),
+            "rss_before_mib": round(q.rss_before_mib, 1),
+            "rss_waiting_mib": round(q.rss_waiting_mib, 1),
+            "rss_bytes_per_pod": round(q.rss_bytes_per_pod, 0),
+            "cpu_ms_per_s_waiting": round(q.cpu_ms_per_s_waiting, 1),
+            "drain_s": round(q.drain_s, 1),
+            "jobs_left": q.jobs_left,
+        })),
     });
+    if let Some(q) = queue {
+        println!(
+            "waiting queue: {} pods pending after {:.0} s; scheduler RSS {:.1} -> {:.1} MiB \
+             ({:.0} B per waiting pod); {:.1} ms CPU per second while they wait; deleted, \
+             {} jobs left after {:.0} s",
+            q.pods,
+            q.all_pending_s,
+            q.rss_before_mib,
+            q.rss_waiting_mib,
+            q.rss_bytes_per_pod,
+            q.cpu_ms_per_s_waiting,
+            q.jobs_left,
+            q.drain_s
+        );
+    }
     println!();
     println!(
         "RESULT {}",

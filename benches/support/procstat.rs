@@ -67,3 +67,20 @@ pub fn metric_sum(exposition: &str, family: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Current resident set size (`VmRSS`) of a live process, in MiB.
+pub fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// One sample of a gauge family with one label, e.g. `tracked_pods{state="pending"}`.
+pub fn metric_with_label(exposition: &str, family: &str, label: &str, value: &str) -> f64 {
+    let wanted = format!("{family}{{{label}=\"{value}\"}}");
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(&wanted)?.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
