@@ -62,7 +62,7 @@ struct Seen {
     victims: HashSet<String>,
 }
 
-fn pod_manifest(ns: &str, name: &str, scheduler: &str, lifetime: Option<Duration>) -> Pod {
+pub fn pod_manifest(ns: &str, name: &str, scheduler: &str, lifetime: Option<Duration>) -> Pod {
     let mut annotations = serde_json::Map::new();
     if let Some(l) = lifetime {
         annotations.insert(

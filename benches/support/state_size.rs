@@ -122,54 +122,47 @@ fn heap_per_item<T>(items: impl Iterator<Item = T>, n: usize) -> f64 {
     bytes as f64 / n as f64
 }
 
+/// Bytes a loop holds after being fed the pods and jobs `inputs` makes, counted from
+/// before they were made: the loop consumes (and frees) them as it goes, as the running
+/// scheduler does. `expect` is a stage every pod must be in, with the pods' number.
+fn loop_bytes(
+    inputs: impl FnOnce() -> (Vec<Pod>, Vec<JobStatus>),
+    expect: Option<(&str, usize)>,
+) -> isize {
+    let before = live_bytes();
+    let (pods, jobs) = inputs();
+    let state = LoopState::build(context(), pods, jobs);
+    let bytes = live_bytes() - before;
+    if let Some((stage, n)) = expect {
+        let stages = state.stages();
+        assert_eq!(stages.get(stage), Some(&n), "every pod {stage}: {stages:?}");
+    }
+    bytes
+}
+
 /// Feed `n` synthetic pods to the real loop twice: each waiting for its pending job, and
 /// each rejected; bytes per pod from the allocator's count, less what an empty loop holds.
 pub fn measure(n: usize) -> StateSize {
     let waiting_pod = |i| synthetic_pod(i, json!({"sunk.coreweave.com/partition": "batch"}));
     let rejected_pod = |i| synthetic_pod(i, json!({"sunk.coreweave.com/exclusive": "maybe"}));
 
-    let empty = {
-        let before = live_bytes();
-        let state = LoopState::build(context(), Vec::new(), Vec::new());
-        let bytes = live_bytes() - before;
-        drop(state);
-        bytes
-    };
-
-    let waiting = {
-        let before = live_bytes();
-        let pods: Vec<Pod> = (0..n).map(waiting_pod).collect();
-        let jobs: Vec<JobStatus> = pods
-            .iter()
-            .enumerate()
-            .map(|(i, p)| pending_job(i, p))
-            .collect();
-        // The inputs are consumed (and freed) by the loop as it goes.
-        let state = LoopState::build(context(), pods, jobs);
-        let bytes = live_bytes() - before - empty;
-        let stages = state.stages();
-        assert_eq!(
-            stages.get("pending"),
-            Some(&n),
-            "every pod waits for its job: {stages:?}"
-        );
-        drop(state);
-        bytes
-    };
-
-    let rejected = {
-        let before = live_bytes();
-        let state = LoopState::build(context(), (0..n).map(rejected_pod), Vec::new());
-        let bytes = live_bytes() - before - empty;
-        let stages = state.stages();
-        assert_eq!(
-            stages.get("rejected"),
-            Some(&n),
-            "every pod is rejected: {stages:?}"
-        );
-        drop(state);
-        bytes
-    };
+    let empty = loop_bytes(|| (Vec::new(), Vec::new()), None);
+    let waiting = loop_bytes(
+        || {
+            let pods: Vec<Pod> = (0..n).map(waiting_pod).collect();
+            let jobs = pods
+                .iter()
+                .enumerate()
+                .map(|(i, p)| pending_job(i, p))
+                .collect();
+            (pods, jobs)
+        },
+        Some(("pending", n)),
+    ) - empty;
+    let rejected = loop_bytes(
+        || ((0..n).map(rejected_pod).collect(), Vec::new()),
+        Some(("rejected", n)),
+    ) - empty;
 
     // Parts of a waiting pod's record, measured by projecting and cloning them.
     let ctx = context();

@@ -16,9 +16,9 @@ use futures::{stream, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::Client;
-use serde_json::json;
 use slurm_client::{BaseState, SlurmClient};
 
+use super::driver::pod_manifest;
 use super::procstat::{cpu_ms, http_get, metric_sum, metric_with_label, rss_mib};
 
 /// The partition the run takes down (it exists on every benchmark cluster).
@@ -57,19 +57,14 @@ fn scontrol(slurm_state_dir: &str, args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// The churn's pod, asking for the held partition.
 fn pod(ns: &str, i: usize, scheduler: &str) -> Pod {
-    serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": format!("wait-{i:05}"), "namespace": ns,
-            "annotations": {"sunk.coreweave.com/partition": HELD_PARTITION}},
-        "spec": {
-            "schedulerName": scheduler,
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{"name": "main", "image": "busybox",
-                "resources": {"requests": {"cpu": "1", "memory": "100Mi"}}}],
-        },
-    }))
-    .expect("a valid pod")
+    let mut pod = pod_manifest(ns, &format!("wait-{i:05}"), scheduler, None);
+    pod.metadata
+        .annotations
+        .get_or_insert_default()
+        .insert("sunk.coreweave.com/partition".into(), HELD_PARTITION.into());
+    pod
 }
 
 fn metrics(addr: SocketAddr) -> String {

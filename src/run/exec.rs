@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kube::Client;
 use slurm_client::{CancelSignal, ErrorKind, PlaceholderJob, SlurmClient, SubmitOptions};
-use tokio::sync::{mpsc, RwLock, Semaphore};
+use tokio::sync::{mpsc, RwLock};
 use tracing::{debug, info, warn, Instrument};
 
 use super::core::Input;
@@ -79,7 +79,9 @@ pub struct Executor {
 #[derive(Clone)]
 struct Live {
     inner: Arc<Inner>,
-    conditions: Arc<Vec<ConditionQueue>>,
+    conditions: Arc<Vec<EffectQueue>>,
+    slurm: EffectQueue,
+    events: EffectQueue,
 }
 
 struct Inner {
@@ -89,8 +91,6 @@ struct Inner {
     metrics: Arc<Metrics>,
     inputs: mpsc::Sender<Input>,
     limiter: RateLimiter,
-    /// Bounds concurrent Slurm requests so a burst of pods does not flood slurmrestd.
-    slurm_slots: Semaphore,
     job_annotation: String,
 }
 
@@ -112,12 +112,18 @@ impl Executor {
             metrics,
             inputs,
             limiter,
-            slurm_slots: Semaphore::new(16),
             job_annotation,
         });
         let conditions = Arc::new(condition_writers(&inner));
+        let slurm = queue(&inner, SLURM_WORKERS);
+        let events = queue(&inner, EVENT_WORKERS);
         Self {
-            live: Some(Live { inner, conditions }),
+            live: Some(Live {
+                inner,
+                conditions,
+                slurm,
+                events,
+            }),
         }
     }
 
@@ -140,6 +146,17 @@ impl Executor {
             let _ = live.conditions[shard].send((effect, tracing::Span::current()));
             return;
         }
+        match effect {
+            Effect::Submit { .. } | Effect::Cancel { .. } => {
+                let _ = live.slurm.send((effect, tracing::Span::current()));
+                return;
+            }
+            Effect::Event { .. } => {
+                let _ = live.events.send((effect, tracing::Span::current()));
+                return;
+            }
+            _ => {}
+        }
         let inner = live.inner.clone();
         let span = tracing::Span::current();
         tokio::spawn(async move { inner.perform(effect).await }.instrument(span));
@@ -156,23 +173,57 @@ fn shard_of(uid: &str, shards: usize) -> usize {
     (h.finish() % shards as u64) as usize
 }
 
-type ConditionQueue = mpsc::UnboundedSender<(Effect, tracing::Span)>;
+type EffectQueue = mpsc::UnboundedSender<(Effect, tracing::Span)>;
 
-fn condition_writers(inner: &Arc<Inner>) -> Vec<ConditionQueue> {
+/// Requests to slurmrestd in flight at once, so a burst of pods does not flood it.
+const SLURM_WORKERS: usize = 16;
+
+/// Events being published at once. Few, because each one waiting holds a place in the
+/// write rate limiter's queue: 10 000 rejected pods' events spawned at once would have
+/// reserved 100 s of tokens at 100 QPS ahead of any eviction decided after them, which must
+/// land within KillWait.
+const EVENT_WORKERS: usize = 2;
+
+fn condition_writers(inner: &Arc<Inner>) -> Vec<EffectQueue> {
     (0..CONDITION_WRITERS)
         .map(|_| {
-            let (tx, mut rx) = mpsc::unbounded_channel::<(Effect, tracing::Span)>();
-            // Holds only a weak reference: the writers end when the executor is dropped.
-            let inner = Arc::downgrade(inner);
-            tokio::spawn(async move {
-                while let Some((effect, span)) = rx.recv().await {
-                    let Some(inner) = inner.upgrade() else { return };
-                    inner.perform(effect).instrument(span).await;
-                }
-            });
+            let (tx, rx) = mpsc::unbounded_channel();
+            spawn_workers(inner, rx, 1);
             tx
         })
         .collect()
+}
+
+/// A queue served by `workers` tasks: submits and cancels, and events. A waiting effect is
+/// its few hundred bytes; a spawned task waiting for a slot held a whole request future
+/// (several KiB), which for 10 000 pods submitted or deleted at once came to tens of MiB
+/// that the allocator then kept.
+fn queue(inner: &Arc<Inner>, workers: usize) -> EffectQueue {
+    let (tx, rx) = mpsc::unbounded_channel();
+    spawn_workers(inner, rx, workers);
+    tx
+}
+
+/// `n` tasks carrying out the effects of one queue, each in the span it was decided in.
+/// They hold only a weak reference: they end when the executor is dropped.
+fn spawn_workers(
+    inner: &Arc<Inner>,
+    rx: mpsc::UnboundedReceiver<(Effect, tracing::Span)>,
+    n: usize,
+) {
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    for _ in 0..n {
+        let inner = Arc::downgrade(inner);
+        let rx = rx.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = rx.lock().await.recv().await;
+                let Some((effect, span)) = next else { return };
+                let Some(inner) = inner.upgrade() else { return };
+                inner.perform(effect).instrument(span).await;
+            }
+        });
+    }
 }
 
 impl Inner {
@@ -253,7 +304,6 @@ impl Inner {
         let Some(slurm) = self.slurm().await else {
             return SubmitOutcome::Unknown("slurmrestd has not answered yet".into());
         };
-        let _slot = self.slurm_slots.acquire().await;
         match slurm.submit(job, opts).await {
             Ok(id) => {
                 info!(job_id = id, name = %job.name, "submitted");
@@ -269,7 +319,6 @@ impl Inner {
         let Some(slurm) = self.slurm().await else {
             return; // retried when the life sees the job still running
         };
-        let _slot = self.slurm_slots.acquire().await;
         match slurm.cancel(job, CancelSignal::Kill).await {
             Ok(_) => {
                 self.metrics

@@ -84,6 +84,21 @@ impl<'a> Call<'a> {
     }
 }
 
+/// Reads a body into one buffer sized from `Content-Length`, freeing each network chunk as
+/// it is copied. A job list of 10 000 jobs is 33 MB on v0.0.38: collecting its chunks first
+/// and then joining them (what `Response::bytes` does) held it twice at once, and left the
+/// chunks' memory to the allocator's arenas, where it stayed in the process's RSS.
+async fn read_body(res: &mut reqwest::Response) -> std::result::Result<Bytes, reqwest::Error> {
+    // The length is the server's word: trust it for the first allocation only up to a bound.
+    const PREALLOCATE_MAX: u64 = 256 << 20;
+    let expected = res.content_length().unwrap_or(0).min(PREALLOCATE_MAX);
+    let mut buf = Vec::with_capacity(expected as usize);
+    while let Some(chunk) = res.chunk().await? {
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
+}
+
 /// An HTTP answer that is not a transport failure nor a token rejection.
 #[derive(Debug)]
 pub(crate) struct Answer {
@@ -321,9 +336,9 @@ impl SlurmClient {
         }
         let started = Instant::now();
         let res = async {
-            let res = req.send().await?;
+            let mut res = req.send().await?;
             let status = res.status();
-            let body = res.bytes().await?;
+            let body = read_body(&mut res).await?;
             Ok::<_, reqwest::Error>(Answer { status, body })
         }
         .await;
