@@ -377,11 +377,17 @@ fn manifests_without_pods_are_fine() {
 
 #[test]
 fn unreadable_input_exits_1_naming_file_and_line() {
-    let table: [(&[&str], &str, &str); 6] = [
+    let table: [(&[&str], &str, &str); 7] = [
         (
             &["-f", "no-such-file.yaml"],
             "",
             "cannot read no-such-file.yaml",
+        ),
+        (
+            // Endless input: refused after a bounded read, not read until memory runs out.
+            &["-f", "/dev/zero"],
+            "",
+            "/dev/zero is larger than 64 MiB: is this a manifest?",
         ),
         (
             &["-f", "-"],

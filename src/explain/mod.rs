@@ -88,6 +88,9 @@ pub enum ExplainError {
         line: usize,
         message: String,
     },
+    /// A manifest input is larger than anything worth reading (`/dev/zero`, a disk image).
+    #[error("{file} is larger than {limit_mib} MiB: is this a manifest?")]
+    TooLarge { file: String, limit_mib: u64 },
     /// The configuration file or a flag is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -265,24 +268,37 @@ fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ExplainError> {
     Ok(files)
 }
 
+/// The most of one input `explain` reads. Far above any manifest (the API server takes
+/// objects of 1.5 MiB at most), so only something that is not one is refused.
+const MAX_INPUT_MIB: u64 = 64;
+
 /// The text of a file, or of standard input for `-`, with the name errors use.
 fn read_input(path: &Path) -> Result<(String, String), ExplainError> {
-    if path == Path::new("-") {
-        let name = "<stdin>".to_string();
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .map_err(|source| ExplainError::Read {
-                file: name.clone(),
-                source,
-            })?;
-        return utf8(name, bytes);
+    let (name, reader): (String, Box<dyn Read>) = if path == Path::new("-") {
+        ("<stdin>".to_string(), Box::new(std::io::stdin()))
+    } else {
+        let name = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|source| ExplainError::Read {
+            file: name.clone(),
+            source,
+        })?;
+        (name, Box::new(file))
+    };
+    let limit = MAX_INPUT_MIB << 20;
+    let mut bytes = Vec::new();
+    reader
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| ExplainError::Read {
+            file: name.clone(),
+            source,
+        })?;
+    if bytes.len() as u64 > limit {
+        return Err(ExplainError::TooLarge {
+            file: name,
+            limit_mib: MAX_INPUT_MIB,
+        });
     }
-    let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| ExplainError::Read {
-        file: name.clone(),
-        source,
-    })?;
     utf8(name, bytes)
 }
 
