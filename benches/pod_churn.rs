@@ -265,10 +265,7 @@ async fn churn(
     for side in ["scheduler", "baseline"] {
         let name = format!("churn-{}-{tag}", &side[..5]);
         driver::create_namespace(&client, &name).await?;
-        let mut cfg =
-            ClientConfig::new(&slurm.url, TokenSource::Static(slurm.token.clone()), &name);
-        cfg.user = slurm.user.clone();
-        let bench_slurm = Arc::new(SlurmClient::connect(cfg).await?);
+        let bench_slurm = Arc::new(slurm_client_for(slurm, &name).await?);
 
         eprintln!("{side}: starting");
         let mut proc = if side == "scheduler" {
@@ -331,10 +328,7 @@ async fn churn(
     let queue = if args.waiting > 0 {
         let name = format!("churn-wait-{tag}");
         driver::create_namespace(&client, &name).await?;
-        let mut cfg =
-            ClientConfig::new(&slurm.url, TokenSource::Static(slurm.token.clone()), &name);
-        cfg.user = slurm.user.clone();
-        let bench_slurm = SlurmClient::connect(cfg).await?;
+        let bench_slurm = slurm_client_for(slurm, &name).await?;
         eprintln!("waiting: {} pods held in Slurm at once", args.waiting);
         let mut proc = Proc::scheduler(args, slurm, &name, &kubeconfig, &dir)?;
         proc.wait_ready().await?;
@@ -360,6 +354,13 @@ async fn churn(
     let sched = figures.pop().expect("two sides");
     server.shutdown().await;
     Ok((sched, base, queue))
+}
+
+/// The benchmark's own slurmrestd client, seeing the jobs of the scheduler named `name`.
+async fn slurm_client_for(slurm: &SlurmEnv, name: &str) -> anyhow::Result<SlurmClient> {
+    let mut cfg = ClientConfig::new(&slurm.url, TokenSource::Static(slurm.token.clone()), name);
+    cfg.user = slurm.user.clone();
+    Ok(SlurmClient::connect(cfg).await?)
 }
 
 /// A scheduler or baseline process.

@@ -13,7 +13,7 @@ use kube::api::{Api, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
 use serde_json::json;
-use slurm_client::{BaseState, CancelSignal, SlurmClient};
+use slurm_client::{BaseState, CancelSignal, JobStatus, SlurmClient};
 
 /// The annotation the binding puts on the pod (default prefix).
 pub const JOB_ID_ANNOTATION: &str = "sunk.coreweave.com/job-id";
@@ -193,12 +193,7 @@ pub async fn run(
                 let live: Vec<u32> = snapshot
                     .jobs
                     .iter()
-                    .filter(|j| {
-                        matches!(
-                            j.state.base,
-                            BaseState::Pending | BaseState::Running | BaseState::Suspended
-                        ) || j.state.has_flag("COMPLETING")
-                    })
+                    .filter(|j| holds_resources(j))
                     .map(|j| j.job_id)
                     .collect();
                 out.jobs_left = live.len();
@@ -218,6 +213,15 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     out
+}
+
+/// A job that still waits for, holds or is releasing an allocation: one left after a run
+/// is a leak.
+pub fn holds_resources(job: &JobStatus) -> bool {
+    matches!(
+        job.state.base,
+        BaseState::Pending | BaseState::Running | BaseState::Suspended
+    ) || job.state.has_flag("COMPLETING")
 }
 
 /// Pods that have neither finished nor (for scancelled ones) gone.

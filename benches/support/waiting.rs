@@ -16,9 +16,9 @@ use futures::{stream, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::Client;
-use slurm_client::{BaseState, SlurmClient};
+use slurm_client::SlurmClient;
 
-use super::driver::pod_manifest;
+use super::driver::{holds_resources, pod_manifest};
 use super::procstat::{cpu_ms, http_get, metric_sum, metric_with_label, rss_mib};
 
 /// The partition the run takes down (it exists on every benchmark cluster).
@@ -75,16 +75,7 @@ fn metrics(addr: SocketAddr) -> String {
 
 async fn live_jobs(slurm: &SlurmClient) -> Option<usize> {
     let snapshot = slurm.list_our_jobs().await.ok()?;
-    Some(
-        snapshot
-            .jobs
-            .iter()
-            .filter(|j| {
-                matches!(j.state.base, BaseState::Pending | BaseState::Running)
-                    || j.state.has_flag("COMPLETING")
-            })
-            .count(),
-    )
+    Some(snapshot.jobs.iter().filter(|j| holds_resources(j)).count())
 }
 
 /// Run the queue against the scheduler process `pid` (scheduler name and namespace both
